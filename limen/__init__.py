@@ -1,3 +1,33 @@
-"""Limen: durable, resumable parametric research on Optuna."""
+"""Limen: run a Single File Decoder across many parameter permutations, durably, on Optuna.
+
+Names are imported on first use, so ``import limen`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "UniversalExperimentLoop": "limen.experiment.experiment_core",
+    "Manifest": "limen.experiment.manifest_core",
+    "ParamDomain": "limen.experiment.param_domain",
+    "Range": "limen.experiment.param_domain",
+}
+_SUBMODULES = ("data", "experiment", "metrics", "sfd", "utils", "adapters")
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"limen.{name}")
+    raise AttributeError(f"module 'limen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__, *_SUBMODULES])

@@ -1,1 +1,30 @@
+"""Define experiments, run parameter search, and keep every round durably in an Optuna study.
 
+Names are imported on first use, so ``import limen.experiment`` stays cheap and the
+Optuna-backed adapters can import the plain-Python ports from here without a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "UniversalExperimentLoop": "limen.experiment.experiment_core",
+    "Manifest": "limen.experiment.manifest_core",
+    "ParamDomain": "limen.experiment.param_domain",
+    "Range": "limen.experiment.param_domain",
+    "ResumeError": "limen.experiment.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'limen.experiment' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

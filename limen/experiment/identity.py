@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,9 +30,8 @@ def value_token(value: Any) -> str | int | float | bool | None:
     if isinstance(value, _JSON_SCALARS):
         return value
     if inspect.isclass(value) or inspect.isroutine(value):
-        module = getattr(value, "__module__", None) or "builtins"
         name = getattr(value, "__qualname__", None) or getattr(value, "__name__", repr(value))
-        return f"{module}.{name}"
+        return f"{_public_module(value, name)}.{name}"
     if isinstance(value, tuple):
         inner = ", ".join(_literal(item) for item in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -45,6 +45,21 @@ def value_token(value: Any) -> str | int | float | bool | None:
         kind = type(value)
         return f"{kind.__module__}.{kind.__qualname__}()"
     return text
+
+
+def _public_module(value: Any, name: str) -> str:
+    """The shortest loaded module path that exports ``value`` under ``name``.
+
+    ``sklearn.preprocessing._data.StandardScaler`` reads as the documented
+    ``sklearn.preprocessing.StandardScaler``; nothing is imported to find it.
+    """
+    module = getattr(value, "__module__", None) or "builtins"
+    parts = module.split(".")
+    for end in range(1, len(parts)):
+        candidate = sys.modules.get(".".join(parts[:end]))
+        if candidate is not None and getattr(candidate, name, None) is value:
+            return candidate.__name__
+    return module
 
 
 def _literal(value: Any) -> str:

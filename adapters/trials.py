@@ -1,0 +1,79 @@
+"""How a Limen round is kept in an Optuna trial, and how trials read back as rounds.
+
+A round is a *finished round* when its outcome is known: COMPLETE, PRUNED, or FAIL because
+the SFD raised or returned an unusable objective. An attempt that never reached an outcome
+(interrupted, or its process died) is FAIL too, but carries a ``limen:attempt`` reason and
+does not count: its parameters run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from limen.adapters.distributions import DomainCodec
+
+ROUND_ID = "id"
+EXECUTION_TIME = "execution_time"
+ERROR_TYPE = "error_type"
+ERROR_MESSAGE = "error_message"
+TRACEBACK = "traceback"
+ATTEMPT = "limen:attempt"
+GRID_POSITION = "limen:grid_position"
+
+FRAMEWORK_ATTRS = frozenset({ROUND_ID, EXECUTION_TIME, ERROR_TYPE, ERROR_MESSAGE, TRACEBACK})
+
+
+def is_finished_round(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` is a round with a known outcome (counts towards the target)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and ATTEMPT not in trial.user_attrs
+
+
+def count_finished(trials: Iterable[FrozenTrial]) -> int:
+    """Number of finished rounds among ``trials``."""
+    return sum(1 for t in trials if is_finished_round(t))
+
+
+def metric_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """The metrics the model returned for ``trial`` (its user attrs minus framework keys)."""
+    return {
+        k: v
+        for k, v in trial.user_attrs.items()
+        if k not in FRAMEWORK_ATTRS and not k.startswith("limen:")
+    }
+
+
+def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``experiment_log`` row: metrics, id, trial number, state, time, then parameters."""
+    row: dict[str, Any] = dict(metric_attrs(trial))
+    row.update(
+        {
+            ROUND_ID: trial.user_attrs.get(ROUND_ID),
+            "_round_index": trial.number,
+            "state": trial.state.name,
+            EXECUTION_TIME: trial.user_attrs.get(EXECUTION_TIME),
+        }
+    )
+    row.update(params)
+    if trial.state == TrialState.FAIL:
+        row[ERROR_TYPE] = trial.user_attrs.get(ERROR_TYPE)
+        row[ERROR_MESSAGE] = trial.user_attrs.get(ERROR_MESSAGE)
+    return row
+
+
+def experiment_log(
+    trials: Iterable[FrozenTrial], codec: DomainCodec, extra: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """The finished rounds of a study as a DataFrame with decoded (real) parameter values."""
+    rows = []
+    for trial in trials:
+        if not is_finished_round(trial):
+            continue
+        params = codec.decode(trial.params) if trial.params else {}
+        rows.append(round_row(trial, {**params, **(extra or {})}))
+    return pd.DataFrame(rows)

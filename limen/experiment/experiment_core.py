@@ -1,0 +1,881 @@
+"""UniversalExperimentLoop: run an SFD across many parameter combinations, durably.
+
+Each round is an Optuna trial committed to the study before the next round starts:
+claim a combination -> decode its values -> prep -> model -> store the outcome -> append the
+experiment files. The study is the source of truth; ``results.csv``, ``round_data.jsonl`` and
+``metadata.json`` are views of it a user can read without Limen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from limen import __version__
+from limen.adapters import trials as trial_attrs
+from limen.adapters.distributions import DomainCodec
+from limen.adapters.grid import GridSpace
+from limen.adapters.storage import (
+    LimenStorage,
+    default_storage_url,
+    open_storage,
+    redact_url,
+    sqlite_path,
+    validate_storage_url,
+)
+from limen.experiment.errors import ResumeError
+from limen.experiment.identity import round_id, space_hash, value_token
+from limen.experiment.param_domain import ParamDomain, Range
+from limen.experiment.records import (
+    METADATA_JSON,
+    RESULTS_CSV,
+    ROUND_DATA_JSONL,
+    ResultsCsv,
+    append_jsonl,
+    write_json_atomic,
+)
+from limen.sfd.loader import check_sfd
+
+logger = logging.getLogger(__name__)
+
+RESERVED_RESULT_KEYS = ("_preds", "_model", "models", "extras")
+DIRECTIONS = ("maximize", "minimize")
+EXPERIMENT_FILES = (RESULTS_CSV, ROUND_DATA_JSONL, METADATA_JSON)
+ATTR = "limen:"
+
+
+@dataclass
+class _Plan:
+    """Everything ``run`` decided before touching the disk or the database."""
+
+    experiment_name: str
+    n_permutations: int
+    params: dict[str, list[Any]]
+    prep: Callable[..., Any]
+    model: Callable[..., Any]
+    prep_each_round: bool
+    random_search: bool
+    seed: int
+    maintain_details: bool
+    context_params: dict[str, Any]
+    resume: bool
+    timeout: float | None
+    progress_bar: bool
+    experiment_dir: Path
+    storage_url: str
+    objective: list[tuple[str, str]] | None
+    codec: DomainCodec = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.codec = DomainCodec(self.params)
+
+
+class UniversalExperimentLoop:
+    """Run a Single File Decoder (SFD) across many parameter combinations.
+
+    Args:
+        sfd: a module or object with ``params()`` and either ``manifest()`` or
+            ``prep()`` + ``model()``.
+        data: the raw data. Required for custom (prep/model) SFDs; manifest SFDs fetch their
+            own data source when it is None.
+        test_mode: with a manifest SFD and no ``data``, use the manifest's test data source.
+        experiment_dir: where the study and files live; default ``./limen-runs/<name>``.
+        storage: an SQLAlchemy URL for the study; default ``sqlite:///<experiment_dir>/study.db``.
+        objective: the metric (or metrics) to optimise; default the manifest's objective.
+        direction: ``"maximize"`` or ``"minimize"`` (one per objective metric).
+    """
+
+    def __init__(
+        self,
+        *,
+        sfd: Any,
+        data: Any = None,
+        test_mode: bool = False,
+        experiment_dir: str | Path | None = None,
+        storage: str | None = None,
+        objective: str | Sequence[str] | None = None,
+        direction: str | Sequence[str] | None = None,
+    ) -> None:
+        if sfd is None:
+            raise ValueError(
+                "The 'sfd' parameter of UniversalExperimentLoop is required: pass an SFD module "
+                "such as limen.sfd.foundational_sfd.logreg_binary."
+            )
+        check_sfd(sfd)
+        _check_bool("test_mode", test_mode)
+        if experiment_dir is not None and not isinstance(experiment_dir, str | Path):
+            raise TypeError(
+                "The 'experiment_dir' parameter of UniversalExperimentLoop must be a path or "
+                f"None. Got {experiment_dir!r} instead."
+            )
+        if storage is not None:
+            validate_storage_url(storage)
+        self.sfd = sfd
+        self.sfd_name = getattr(sfd, "__name__", type(sfd).__name__)
+        self.test_mode = test_mode
+        self.experiment_dir = Path(experiment_dir) if experiment_dir is not None else None
+        self.storage_url = storage
+        self.manifest = sfd.manifest() if callable(getattr(sfd, "manifest", None)) else None
+        self._objective = _parse_objective(objective, direction)
+        if self.manifest is not None:
+            self.data = data if data is not None else self._fetch_manifest_data()
+            self.prep = self.manifest.prepare_data
+            self.model = self.manifest.run_model
+        else:
+            if data is None:
+                raise ValueError(
+                    f"The 'data' parameter of UniversalExperimentLoop is required for the custom "
+                    f"SFD {self.sfd_name!r} (it has prep()/model(), no manifest()): pass your "
+                    "DataFrame as data=..."
+                )
+            self.data = data
+            self.prep = getattr(sfd, "prep", None)
+            self.model = getattr(sfd, "model", None)
+        self._reset_outputs()
+
+    def _fetch_manifest_data(self) -> Any:
+        manifest = self.manifest
+        if self.test_mode and manifest.test_data_source_config is not None:
+            return manifest.fetch_test_data()
+        if manifest.data_source_config is None:
+            raise ValueError(
+                f"SFD {self.sfd_name!r} has no data source in its manifest: add "
+                ".set_data_source(method, params) to the manifest or pass data=... to "
+                "UniversalExperimentLoop."
+            )
+        return manifest.fetch_data()
+
+    def _reset_outputs(self) -> None:
+        self.experiment_log: pd.DataFrame | None = None
+        self.study: optuna.Study | None = None
+        self.round_params: list[dict[str, Any]] = []
+        self.preds: list[Any] = []
+        self.models: list[Any] = []
+        self.extras: list[Any] = []
+        self.best_round: dict[str, Any] | None = None
+        self.exhausted = False
+        self.interrupted = False
+        self.results_dir: Path | None = None
+
+    # ------------------------------------------------------------------ run
+
+    def run(
+        self,
+        experiment_name: str,
+        n_permutations: int = 10000,
+        prep_each_round: bool | None = None,
+        random_search: bool = True,
+        maintain_details_in_params: bool = False,
+        context_params: Mapping[str, Any] | None = None,
+        params: Callable[[], dict[str, list[Any]]] | Mapping[str, list[Any]] | None = None,
+        prep: Callable[..., Any] | None = None,
+        model: Callable[..., Any] | None = None,
+        resume: bool = False,
+        seed: int | None = None,
+        timeout: float | None = None,
+        progress_bar: bool = True,
+    ) -> pd.DataFrame:
+        """Run rounds until the study holds ``n_permutations`` finished rounds.
+
+        Combinations come from a lazy grid over the parameter space: a seeded random order
+        (``random_search=True``) or index order, each combination at most once, across resumes
+        and across processes sharing the study. A round that raises is stored as a FAIL trial
+        with its traceback and the run goes on. Ctrl-C marks the running round as an
+        interrupted attempt (re-run on resume) and returns.
+
+        Returns:
+            ``experiment_log``: one row per finished round.
+        """
+        self._reset_outputs()
+        plan = self._plan(
+            experiment_name=experiment_name,
+            n_permutations=n_permutations,
+            prep_each_round=prep_each_round,
+            random_search=random_search,
+            maintain_details=maintain_details_in_params,
+            context_params=context_params,
+            params=params,
+            prep=prep,
+            model=model,
+            resume=resume,
+            seed=seed,
+            timeout=timeout,
+            progress_bar=progress_bar,
+        )
+        runner = _RoundRunner(self, plan)
+        runner.execute()
+        return self.experiment_log
+
+    def _plan(self, **kw: Any) -> _Plan:
+        name = kw["experiment_name"]
+        if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
+            raise ValueError(
+                "The 'experiment_name' parameter of UniversalExperimentLoop.run must be a "
+                f"non-empty name without path separators. Got {name!r} instead; choose the "
+                "directory with experiment_dir=..."
+            )
+        n = kw["n_permutations"]
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(
+                "The 'n_permutations' parameter of UniversalExperimentLoop.run must be an int "
+                f">= 1. Got {n!r} instead."
+            )
+        for flag in ("random_search", "maintain_details", "progress_bar"):
+            _check_bool(flag, kw[flag])
+        if kw["resume"] not in (True, False):
+            raise ValueError(
+                "The 'resume' parameter of UniversalExperimentLoop.run must be True or False. "
+                f"Got {kw['resume']!r} instead."
+            )
+        prep_each_round = self._resolve_prep_each_round(kw["prep_each_round"], kw)
+        params = self._resolve_params(kw["params"])
+        prep = kw["prep"] or self.prep
+        model = kw["model"] or self.model
+        if not callable(prep) or not callable(model):
+            raise ValueError(
+                f"SFD {self.sfd_name!r} has no prep() and model(): define them in the SFD, give "
+                "it a manifest(), or pass prep=... and model=... to run()."
+            )
+        seed = kw["seed"]
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(
+                "The 'seed' parameter of UniversalExperimentLoop.run must be an int or None. "
+                f"Got {seed!r} instead."
+            )
+        timeout = kw["timeout"]
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
+        ):
+            raise ValueError(
+                "The 'timeout' parameter of UniversalExperimentLoop.run must be a number of "
+                f"seconds > 0 or None. Got {timeout!r} instead."
+            )
+        context = dict(kw["context_params"] or {})
+        clash = sorted(set(context) & set(params))
+        if clash:
+            raise ValueError(
+                f"The 'context_params' of UniversalExperimentLoop.run repeat the searched "
+                f"parameters {clash}: a context parameter is constant, so remove it from one side."
+            )
+        experiment_dir = self.experiment_dir or Path("limen-runs") / name
+        storage_url = self.storage_url or default_storage_url(experiment_dir)
+        return _Plan(
+            experiment_name=name,
+            n_permutations=n,
+            params=params,
+            prep=prep,
+            model=model,
+            prep_each_round=prep_each_round,
+            random_search=kw["random_search"],
+            seed=seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31),
+            maintain_details=kw["maintain_details"],
+            context_params=context,
+            resume=kw["resume"],
+            timeout=timeout,
+            progress_bar=kw["progress_bar"],
+            experiment_dir=experiment_dir,
+            storage_url=storage_url,
+            objective=self._objective or getattr(self.manifest, "objective", None),
+        )
+
+    def _resolve_prep_each_round(self, value: bool | None, kw: Mapping[str, Any]) -> bool:
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(
+                "The 'prep_each_round' parameter of UniversalExperimentLoop.run must be a bool "
+                f"or None. Got {value!r} instead."
+            )
+        if self.manifest is None:
+            return bool(value)
+        if kw["prep"] is not None or kw["model"] is not None:
+            raise ValueError(
+                f"SFD {self.sfd_name!r} is manifest-driven: its prep and model come from the "
+                "manifest, so run() cannot override them. Drop prep=/model= or use a custom SFD."
+            )
+        if value is False:
+            raise ValueError(
+                "The 'prep_each_round' parameter must be True (or None) for the manifest-driven "
+                f"SFD {self.sfd_name!r}: its data preparation depends on each round's parameters."
+            )
+        return True
+
+    def _resolve_params(self, override: Any) -> dict[str, list[Any]]:
+        source = override if override is not None else self.sfd.params
+        raw = source() if callable(source) else source
+        if not isinstance(raw, Mapping) or not raw:
+            raise ValueError(
+                f"params() of SFD {self.sfd_name!r} must return a non-empty dict of parameter "
+                f"name -> list of values. Got {raw!r} instead."
+            )
+        ParamDomain(dict(raw))
+        for key, values in raw.items():
+            if isinstance(values, Range):
+                raise ValueError(
+                    f"Parameter '{key}' is a Range, which the grid cannot enumerate: list its "
+                    "values instead."
+                )
+        return {str(k): list(v) for k, v in raw.items()}
+
+
+class _RoundRunner:
+    """One ``run()`` call: opens the study, runs rounds, writes the files, fills the loop."""
+
+    def __init__(self, loop: UniversalExperimentLoop, plan: _Plan) -> None:
+        self.loop = loop
+        self.plan = plan
+        self.keys = list(plan.params)
+        self.grid = GridSpace(
+            [len(plan.params[k]) for k in self.keys],
+            seed=plan.seed,
+            shuffle=plan.random_search,
+        )
+        self.storage: LimenStorage | None = None
+        self.study_id = -1
+        self.csv: ResultsCsv | None = None
+        self.objective = plan.objective
+        self.finished = 0
+        self.best: float | None = None
+        self.data_dict: Any = None
+        self.interrupted = False
+        self.exhausted = False
+
+    # ----------------------------------------------------------- lifecycle
+
+    def execute(self) -> None:
+        created_dir = not self.plan.experiment_dir.exists()
+        try:
+            self._open()
+        except BaseException:
+            if created_dir and self.plan.experiment_dir.exists() and not self.plan.resume:
+                shutil.rmtree(self.plan.experiment_dir, ignore_errors=True)
+            raise
+        try:
+            self._loop()
+        finally:
+            if self.csv is not None:
+                self.csv.close()
+            self._publish()
+
+    def _open(self) -> None:
+        plan = self.plan
+        directory = plan.experiment_dir
+        if plan.resume:
+            self._check_resumable(directory)
+        else:
+            self._guard_fresh(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.storage = open_storage(plan.storage_url)
+        if plan.resume:
+            self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
+            self._validate_resume()
+        else:
+            self._create_study()
+            write_json_atomic(directory / METADATA_JSON, self._metadata())
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        self.finished = trial_attrs.count_finished(trials)
+        self._restore_best(trials)
+        self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
+
+    def _guard_fresh(self, directory: Path) -> None:
+        used = [name for name in EXPERIMENT_FILES if (directory / name).exists()]
+        if self._study_exists():
+            used.append(
+                f"study {self.plan.experiment_name!r} in {redact_url(self.plan.storage_url)}"
+            )
+        if used:
+            raise FileExistsError(
+                f"Experiment {self.plan.experiment_name!r} already has rounds ({', '.join(used)} "
+                f"in {directory}). Continue it with run(..., resume=True) (CLI: limen resume "
+                f"{directory}), or start a new one under a new experiment name or directory."
+            )
+
+    def _study_exists(self) -> bool:
+        path = sqlite_path(self.plan.storage_url)
+        if path is not None and not path.exists():
+            return False
+        storage = open_storage(self.plan.storage_url)
+        try:
+            storage.get_study_id_from_name(self.plan.experiment_name)
+        except KeyError:
+            return False
+        finally:
+            storage.engine.dispose()
+        return True
+
+    def _check_resumable(self, directory: Path) -> None:
+        if not self._study_exists():
+            raise ValueError(
+                f"Cannot resume experiment {self.plan.experiment_name!r}: no study of that name "
+                f"in {redact_url(self.plan.storage_url)} (directory {directory}). Check the name "
+                "and experiment_dir, or start it fresh with resume=False."
+            )
+
+    def _validate_resume(self) -> None:
+        attrs = self.storage.get_study_user_attrs(self.study_id)
+        if ATTR + "space_hash" not in attrs:
+            raise ResumeError(
+                f"Study {self.plan.experiment_name!r} was not created by Limen (it has no "
+                "limen:space_hash attribute), so it cannot be resumed. Start a new experiment."
+            )
+        stored = {
+            "parameter space": attrs.get(ATTR + "space_hash"),
+            "SFD": attrs.get(ATTR + "sfd_module"),
+        }
+        current = {"parameter space": space_hash(self.plan.params), "SFD": self.loop.sfd_name}
+        changed = [k for k in stored if stored[k] != current[k]]
+        if changed:
+            raise ResumeError(
+                f"Cannot resume {self.plan.experiment_name!r}: the {' and '.join(changed)} "
+                "changed since the study was created. Restore the original SFD/params, or start "
+                "a new experiment name."
+            )
+        strategy = attrs.get(ATTR + "strategy", {})
+        self.plan.seed = strategy.get("seed", self.plan.seed)
+        self.plan.random_search = strategy.get("shuffle", self.plan.random_search)
+        self.grid = GridSpace(self.grid_sizes, seed=self.plan.seed, shuffle=self.plan.random_search)
+        stored_objective = attrs.get(ATTR + "objective")
+        if stored_objective is not None:
+            self.objective = [tuple(pair) for pair in stored_objective]
+
+    @property
+    def grid_sizes(self) -> list[int]:
+        return [len(self.plan.params[k]) for k in self.keys]
+
+    def _create_study(self) -> None:
+        directions = [d for _, d in self.objective] if self.objective else ["maximize"]
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=self.plan.experiment_name,
+            directions=directions,
+        )
+        self.study_id = study._study_id
+        if self.objective:
+            _set_metric_names(study, [m for m, _ in self.objective])
+        for key, value in self._study_attrs().items():
+            self.storage.set_study_user_attr(self.study_id, key, value)
+
+    def _study_attrs(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            ATTR + "sfd_module": self.loop.sfd_name,
+            ATTR + "version": __version__,
+            ATTR + "space_hash": space_hash(plan.params),
+            ATTR + "strategy": {"name": "grid", "seed": plan.seed, "shuffle": plan.random_search},
+            ATTR + "objective": [list(pair) for pair in self.objective] if self.objective else None,
+            ATTR + "codec": plan.codec.describe(),
+            ATTR + "context_params": {k: value_token(v) for k, v in plan.context_params.items()},
+            ATTR + "n_permutations": plan.n_permutations,
+            ATTR + "test_mode": self.loop.test_mode,
+        }
+
+    def _metadata(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "experiment_name": plan.experiment_name,
+            "study_name": plan.experiment_name,
+            "sfd_module": self.loop.sfd_name,
+            "storage": redact_url(plan.storage_url),
+            "limen_version": __version__,
+            "optuna_version": optuna.__version__,
+            "created_at": datetime.now(UTC).isoformat(),
+            "n_permutations": plan.n_permutations,
+            "space_hash": space_hash(plan.params),
+            "strategy": {"name": "grid", "seed": plan.seed, "shuffle": plan.random_search},
+            "objective": [list(p) for p in self.objective] if self.objective else None,
+            "test_mode": self.loop.test_mode,
+        }
+
+    # ---------------------------------------------------------------- loop
+
+    def _loop(self) -> None:
+        plan = self.plan
+        deadline = time.monotonic() + plan.timeout if plan.timeout else None
+        bar = tqdm(
+            total=plan.n_permutations,
+            initial=min(self.finished, plan.n_permutations),
+            desc=plan.experiment_name,
+            disable=not plan.progress_bar,
+            unit="round",
+        )
+        try:
+            while self.finished < plan.n_permutations and not self.interrupted:
+                if deadline is not None and time.monotonic() >= deadline:
+                    logger.info("Timeout of %ss reached: no new rounds are started.", plan.timeout)
+                    break
+                claimed = self._claim()
+                if claimed is None:
+                    self.exhausted = True
+                    logger.warning(
+                        "The parameter space is exhausted: all %d combinations have run "
+                        "(%d finished rounds; n_permutations=%d).",
+                        self.grid.total,
+                        self.finished,
+                        plan.n_permutations,
+                    )
+                    break
+                if self._run_round(*claimed):
+                    self.finished += 1
+                    bar.update(1)
+                    if self.best is not None:
+                        bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
+        finally:
+            bar.close()
+
+    def _claim(self) -> tuple[dict[str, Any], int, int, str] | None:
+        """Claim the next round as a RUNNING trial: (values, trial id, number, round id).
+
+        Queued (WAITING) trials come first: re-runs of interrupted attempts and combinations
+        enqueued with ``study.enqueue_trial``. Then the grid's next position, taken from a
+        study-wide counter so no two claims, in any process, get the same combination.
+        """
+        queued = self._claim_waiting()
+        if queued is not None:
+            return queued
+        position = self.storage.claim_sequence(self.study_id, "grid")
+        if position >= self.grid.total:
+            return None
+        indices = self.grid.decode(self.grid.index_at(position))
+        combo = {k: self.plan.params[k][i] for k, i in zip(self.keys, indices, strict=True)}
+        rid = round_id(combo)
+        trial_id, number = self.storage.create_running_trial(
+            self.study_id,
+            self.plan.codec.to_internal(combo),
+            self.plan.codec.distributions,
+            user_attrs={trial_attrs.ROUND_ID: rid, trial_attrs.GRID_POSITION: position},
+        )
+        return combo, trial_id, number, rid
+
+    def _claim_waiting(self) -> tuple[dict[str, Any], int, int, str] | None:
+        codec = self.plan.codec
+        for trial in self.storage.get_all_trials(
+            self.study_id, deepcopy=False, states=(TrialState.WAITING,)
+        ):
+            if not self.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+                continue
+            stored = trial.params or trial.system_attrs.get("fixed_params", {})
+            combo = codec.decode(stored)
+            rid = round_id(combo)
+            if not trial.params:
+                for name, value in codec.to_internal(combo).items():
+                    self.storage.set_trial_param(
+                        trial._trial_id, name, value, codec.distributions[name]
+                    )
+            self.storage.set_trial_user_attr(trial._trial_id, trial_attrs.ROUND_ID, rid)
+            return combo, trial._trial_id, trial.number, rid
+        return None
+
+    def _run_round(self, combo: dict[str, Any], trial_id: int, number: int, rid: str) -> bool:
+        """Run one claimed round; True when it finished (its outcome is known)."""
+        plan = self.plan
+        round_params = {**combo, **plan.context_params}
+        if plan.maintain_details:
+            round_params["_experiment_details"] = {"current_index": number}
+        started = time.perf_counter()
+        try:
+            results = self._evaluate(round_params)
+            values = self._outcome(results)
+        except KeyboardInterrupt:
+            self._store_attempt(trial_id, "interrupted", started)
+            self.interrupted = True
+            logger.warning(
+                "Interrupted: round %d was stopped and will run again on resume.", number
+            )
+            return False
+        except Exception as exc:
+            self._store_failure(trial_id, number, rid, round_params, exc, started)
+            return True
+        self._store_success(trial_id, number, rid, round_params, results, values, started)
+        return True
+
+    def _evaluate(self, round_params: dict[str, Any]) -> dict[str, Any]:
+        plan = self.plan
+        if plan.prep_each_round or self.data_dict is None:
+            self.data_dict = plan.prep(self.loop.data, round_params=round_params)
+        results = plan.model(self.data_dict, round_params=round_params)
+        if not isinstance(results, Mapping):
+            raise TypeError(
+                f"model() must return a dict of metrics. Got {type(results).__name__} instead."
+            )
+        return dict(results)
+
+    def _outcome(self, results: dict[str, Any]) -> list[float]:
+        """The objective values of ``results``; raises when they are missing or not finite."""
+        metrics = _scalar_metrics(results)
+        if self.objective is None:
+            numeric = [k for k, v in metrics.items() if isinstance(v, float | int)]
+            if not numeric:
+                raise ValueError(
+                    "No objective is set and the model returned no numeric metric. Set one "
+                    "with objective=... or Manifest.set_objective(...)."
+                )
+            self.objective = [(numeric[0], "maximize")]
+            logger.warning(
+                "No objective set: using the first numeric metric %r, maximised. Pass "
+                "objective=... to UniversalExperimentLoop or call Manifest.set_objective.",
+                numeric[0],
+            )
+            self.storage.set_study_user_attr(
+                self.study_id, ATTR + "objective", [list(self.objective[0])]
+            )
+            _set_metric_names(
+                optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage),
+                [numeric[0]],
+            )
+        values = []
+        for metric, _ in self.objective:
+            if metric not in results:
+                raise KeyError(
+                    f"The objective metric {metric!r} is missing from the model's results; "
+                    f"it returned {sorted(metrics)}."
+                )
+            value = results[metric]
+            if not _is_real(value) or not math.isfinite(float(value)):
+                raise ValueError(
+                    f"The objective metric {metric!r} is {value!r}, not a finite number."
+                )
+            values.append(float(value))
+        return values
+
+    def _store_success(
+        self,
+        trial_id: int,
+        number: int,
+        rid: str,
+        round_params: dict[str, Any],
+        results: dict[str, Any],
+        values: list[float],
+        started: float,
+    ) -> None:
+        elapsed = round(time.perf_counter() - started, 6)
+        metrics = _scalar_metrics(results)
+        self.storage.finish_trial(
+            trial_id,
+            TrialState.COMPLETE,
+            values,
+            {**metrics, trial_attrs.EXECUTION_TIME: elapsed},
+        )
+        self._track_best(values[0])
+        self._keep_outputs(round_params, results)
+        tokens = {k: value_token(v) for k, v in round_params.items() if not k.startswith("_")}
+        row = {"id": rid, "_round_index": number, "state": "COMPLETE", "execution_time": elapsed}
+        self.csv.append({**row, **metrics, **tokens}, metric_names=list(metrics))
+        record: dict[str, Any] = {"round_id": rid, "_round_index": number, "round_params": tokens}
+        if "_preds" in results:
+            record["preds"] = _jsonable(results["_preds"])
+        alignment = (
+            self.data_dict.get("_alignment") if isinstance(self.data_dict, Mapping) else None
+        )
+        if alignment is not None:
+            record["alignment"] = _jsonable(alignment)
+        append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
+
+    def _store_failure(
+        self,
+        trial_id: int,
+        number: int,
+        rid: str,
+        round_params: dict[str, Any],
+        exc: Exception,
+        started: float,
+    ) -> None:
+        elapsed = round(time.perf_counter() - started, 6)
+        message = str(exc)
+        logger.warning("Round %d failed: %s: %s", number, type(exc).__name__, message)
+        self.storage.finish_trial(
+            trial_id,
+            TrialState.FAIL,
+            None,
+            {
+                trial_attrs.EXECUTION_TIME: elapsed,
+                trial_attrs.ERROR_TYPE: type(exc).__name__,
+                trial_attrs.ERROR_MESSAGE: message,
+                trial_attrs.TRACEBACK: traceback.format_exc(),
+            },
+        )
+        tokens = {k: value_token(v) for k, v in round_params.items() if not k.startswith("_")}
+        row = {
+            "id": rid,
+            "_round_index": number,
+            "state": "FAIL",
+            "execution_time": elapsed,
+            trial_attrs.ERROR_TYPE: type(exc).__name__,
+            trial_attrs.ERROR_MESSAGE: message,
+        }
+        self.csv.append({**row, **tokens}, metric_names=None)
+
+    def _store_attempt(self, trial_id: int, reason: str, started: float) -> None:
+        """Close an attempt that reached no outcome and queue its parameters to run again."""
+        trial = self.storage.get_trial(trial_id)
+        self.storage.finish_trial(
+            trial_id,
+            TrialState.FAIL,
+            None,
+            {
+                trial_attrs.ATTEMPT: reason,
+                trial_attrs.EXECUTION_TIME: round(time.perf_counter() - started, 6),
+            },
+        )
+        retry = optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={trial_attrs.ROUND_ID: trial.user_attrs.get(trial_attrs.ROUND_ID)},
+            system_attrs={"limen:retry_of": trial.number},
+        )
+        self.storage.create_new_trial(self.study_id, template_trial=retry)
+
+    def _track_best(self, value: float) -> None:
+        maximize = self.objective[0][1] == "maximize"
+        if self.best is None or (value > self.best if maximize else value < self.best):
+            self.best = value
+
+    def _restore_best(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
+        for trial in trials:
+            if trial.state == TrialState.COMPLETE and trial.values and self.objective:
+                self._track_best(trial.values[0])
+
+    def _keep_outputs(self, round_params: dict[str, Any], results: dict[str, Any]) -> None:
+        loop = self.loop
+        loop.round_params.append(round_params)
+        if "_preds" in results:
+            loop.preds.append(results["_preds"])
+        if "_model" in results or "models" in results:
+            loop.models.append(results.get("_model", results.get("models")))
+        if "extras" in results:
+            loop.extras.append(results["extras"])
+
+    # -------------------------------------------------------------- finish
+
+    def _publish(self) -> None:
+        """Fill the loop's public attributes from the study (the source of truth)."""
+        if self.storage is None:
+            return
+        study = optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage)
+        self.loop.study = study
+        self.loop.results_dir = self.plan.experiment_dir
+        trials = study.get_trials(deepcopy=False)
+        log = trial_attrs.experiment_log(trials, self.plan.codec, self.plan.context_params)
+        self.loop.experiment_log = log
+        self.loop.best_round = self._best_round(study)
+        self.loop.exhausted = self.exhausted
+        self.loop.interrupted = self.interrupted
+        logger.info(
+            "Experiment %r: %d finished rounds in %s (study %s).",
+            self.plan.experiment_name,
+            len(log),
+            self.plan.experiment_dir,
+            redact_url(self.plan.storage_url),
+        )
+
+    def _best_round(self, study: optuna.Study) -> dict[str, Any] | None:
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        if not complete or not self.objective:
+            return None
+        sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
+        best = max(complete, key=lambda t: sign * t.values[0])
+        return {
+            "id": best.user_attrs.get(trial_attrs.ROUND_ID),
+            "_round_index": best.number,
+            "values": dict(zip([m for m, _ in self.objective], best.values, strict=False)),
+            "params": self.plan.codec.decode(best.params),
+        }
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"The '{name}' parameter of UniversalExperimentLoop must be a bool. "
+            f"Got {value!r} instead."
+        )
+
+
+def _parse_objective(
+    objective: str | Sequence[str] | None, direction: str | Sequence[str] | None
+) -> list[tuple[str, str]] | None:
+    if objective is None:
+        if direction is not None:
+            raise ValueError(
+                "The 'direction' parameter of UniversalExperimentLoop needs an objective: pass "
+                "objective='metric' too."
+            )
+        return None
+    metrics = [objective] if isinstance(objective, str) else list(objective)
+    if not metrics or not all(isinstance(m, str) and m for m in metrics):
+        raise ValueError(
+            "The 'objective' parameter of UniversalExperimentLoop must be a metric name or a "
+            f"non-empty list of metric names. Got {objective!r} instead."
+        )
+    if direction is None:
+        directions = ["maximize"] * len(metrics)
+    else:
+        directions = [direction] if isinstance(direction, str) else list(direction)
+    if len(directions) != len(metrics):
+        raise ValueError(
+            f"The 'direction' parameter of UniversalExperimentLoop must give one direction per "
+            f"objective metric ({len(metrics)}). Got {direction!r} instead."
+        )
+    bad = [d for d in directions if d not in DIRECTIONS]
+    if bad:
+        raise ValueError(
+            "The 'direction' parameter of UniversalExperimentLoop must be 'maximize' or "
+            f"'minimize'. Got {bad[0]!r} instead."
+        )
+    return list(zip(metrics, directions, strict=True))
+
+
+def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    """Label the objective values so optuna-dashboard shows metric names, not ``values_0``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _scalar_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The loggable metrics of a results dict: scalars only, reserved and ``_`` keys left out."""
+    metrics: dict[str, Any] = {}
+    for key, value in results.items():
+        if key in RESERVED_RESULT_KEYS or str(key).startswith("_"):
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool | int | float | str) or value is None:
+            metrics[str(key)] = value
+    return metrics
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, pd.DataFrame | pd.Series):
+        return _jsonable(value.to_numpy())
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    return value

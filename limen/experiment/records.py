@@ -1,0 +1,129 @@
+"""The files of an experiment directory: readable views of the study, safe after any crash.
+
+JSON documents are replaced atomically (temp file then ``os.replace``); CSV and JSONL files
+grow by whole lines, each flushed to the OS before the next round starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RESULTS_CSV = "results.csv"
+ROUND_DATA_JSONL = "round_data.jsonl"
+METADATA_JSON = "metadata.json"
+AUDIT_JSONL = "audit.jsonl"
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write ``document`` as pretty JSON so readers only ever see a whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one JSON object as one whole line."""
+    line = json.dumps(record, default=str, allow_nan=True) + "\n"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell for ``value``: empty for None, ``repr`` for non-finite floats."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+class ResultsCsv:
+    """``results.csv``: one row per finished round, appended as each round finishes.
+
+    The header is fixed by the first row written: the leading framework columns, the metrics
+    of the first successful round, then the parameters. A failed round that arrives before any
+    successful one waits in memory until the header is known (or until ``close``), so the file
+    never holds a row without a header. Metrics a later round adds are left out of the file
+    (they stay in the study) with one warning per name.
+    """
+
+    LEAD = ("id", "_round_index", "state", "execution_time")
+    TAIL = ("error_type", "error_message")
+
+    def __init__(self, path: Path, param_names: Sequence[str]) -> None:
+        self.path = path
+        self.param_names = list(param_names)
+        self.header: list[str] | None = self._existing_header()
+        self._pending: list[dict[str, Any]] = []
+        self._warned: set[str] = set()
+
+    def _existing_header(self) -> list[str] | None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), None)
+
+    def append(self, row: Mapping[str, Any], metric_names: Iterable[str] | None) -> None:
+        """Add one round's row; ``metric_names`` is None for a failed round."""
+        if self.header is None:
+            if metric_names is None:
+                self._pending.append(dict(row))
+                return
+            self.header = self._make_header(metric_names)
+            self._write_lines([self.header])
+        rows = [*self._pending, dict(row)]
+        self._pending.clear()
+        self._write_lines([self._ordered(r) for r in rows])
+
+    def close(self) -> None:
+        """Flush rows still waiting for a header (a run in which no round succeeded)."""
+        if self._pending:
+            if self.header is None:
+                self.header = self._make_header([])
+                self._write_lines([self.header])
+            self._write_lines([self._ordered(r) for r in self._pending])
+            self._pending.clear()
+
+    def _make_header(self, metric_names: Iterable[str]) -> list[str]:
+        taken = set(self.LEAD) | set(self.TAIL) | set(self.param_names)
+        metrics = [m for m in metric_names if m not in taken]
+        return [*self.LEAD, *metrics, *self.param_names, *self.TAIL]
+
+    def _ordered(self, row: Mapping[str, Any]) -> list[Any]:
+        assert self.header is not None
+        for key in row:
+            if key not in self.header and key not in self._warned:
+                self._warned.add(key)
+                logger.warning(
+                    "Column %r first appeared after results.csv's header was written; "
+                    "it is kept in the study's trial user attrs but not in results.csv.",
+                    key,
+                )
+        return [csv_cell(row.get(name)) for name in self.header]
+
+    def _write_lines(self, rows: Sequence[Sequence[Any]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerows(rows)
+        with self.path.open("a", newline="", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
