@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from limen import __version__
 from limen.adapters import trials as trial_attrs
 from limen.adapters.distributions import DomainCodec
-from limen.adapters.grid import GridSpace
+from limen.adapters.rounds import ClaimedRound, GridProposer, claim_waiting
 from limen.adapters.storage import (
     LimenStorage,
     default_storage_url,
@@ -40,7 +40,7 @@ from limen.adapters.storage import (
     validate_storage_url,
 )
 from limen.experiment.errors import ResumeError
-from limen.experiment.identity import round_id, space_hash, value_token
+from limen.experiment.identity import space_hash, value_token
 from limen.experiment.param_domain import ParamDomain, Range
 from limen.experiment.records import (
     METADATA_JSON,
@@ -339,11 +339,7 @@ class _RoundRunner:
         self.loop = loop
         self.plan = plan
         self.keys = list(plan.params)
-        self.grid = GridSpace(
-            [len(plan.params[k]) for k in self.keys],
-            seed=plan.seed,
-            shuffle=plan.random_search,
-        )
+        self.proposer: GridProposer | None = None
         self.storage: LimenStorage | None = None
         self.study_id = -1
         self.csv: ResultsCsv | None = None
@@ -386,6 +382,14 @@ class _RoundRunner:
         else:
             self._create_study()
             write_json_atomic(directory / METADATA_JSON, self._metadata())
+        self.proposer = GridProposer(
+            self.storage,
+            self.study_id,
+            plan.params,
+            plan.codec,
+            seed=plan.seed,
+            shuffle=plan.random_search,
+        )
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
         self.finished = trial_attrs.count_finished(trials)
         self._restore_best(trials)
@@ -447,14 +451,9 @@ class _RoundRunner:
         strategy = attrs.get(ATTR + "strategy", {})
         self.plan.seed = strategy.get("seed", self.plan.seed)
         self.plan.random_search = strategy.get("shuffle", self.plan.random_search)
-        self.grid = GridSpace(self.grid_sizes, seed=self.plan.seed, shuffle=self.plan.random_search)
         stored_objective = attrs.get(ATTR + "objective")
         if stored_objective is not None:
             self.objective = [tuple(pair) for pair in stored_objective]
-
-    @property
-    def grid_sizes(self) -> list[int]:
-        return [len(self.plan.params[k]) for k in self.keys]
 
     def _create_study(self) -> None:
         directions = [d for _, d in self.objective] if self.objective else ["maximize"]
@@ -523,12 +522,12 @@ class _RoundRunner:
                     logger.warning(
                         "The parameter space is exhausted: all %d combinations have run "
                         "(%d finished rounds; n_permutations=%d).",
-                        self.grid.total,
+                        self.proposer.total,
                         self.finished,
                         plan.n_permutations,
                     )
                     break
-                if self._run_round(*claimed):
+                if self._run_round(claimed):
                     self.finished += 1
                     bar.update(1)
                     if self.best is not None:
@@ -536,52 +535,20 @@ class _RoundRunner:
         finally:
             bar.close()
 
-    def _claim(self) -> tuple[dict[str, Any], int, int, str] | None:
-        """Claim the next round as a RUNNING trial: (values, trial id, number, round id).
+    def _claim(self) -> ClaimedRound | None:
+        """The next round: the study's queue first, then the proposer."""
+        queued = claim_waiting(self.storage, self.study_id, self.plan.codec)
+        return queued if queued is not None else self.proposer.claim()
 
-        Queued (WAITING) trials come first: re-runs of interrupted attempts and combinations
-        enqueued with ``study.enqueue_trial``. Then the grid's next position, taken from a
-        study-wide counter so no two claims, in any process, get the same combination.
-        """
-        queued = self._claim_waiting()
-        if queued is not None:
-            return queued
-        position = self.storage.claim_sequence(self.study_id, "grid")
-        if position >= self.grid.total:
-            return None
-        indices = self.grid.decode(self.grid.index_at(position))
-        combo = {k: self.plan.params[k][i] for k, i in zip(self.keys, indices, strict=True)}
-        rid = round_id(combo)
-        trial_id, number = self.storage.create_running_trial(
-            self.study_id,
-            self.plan.codec.to_internal(combo),
-            self.plan.codec.distributions,
-            user_attrs={trial_attrs.ROUND_ID: rid, trial_attrs.GRID_POSITION: position},
-        )
-        return combo, trial_id, number, rid
-
-    def _claim_waiting(self) -> tuple[dict[str, Any], int, int, str] | None:
-        codec = self.plan.codec
-        for trial in self.storage.get_all_trials(
-            self.study_id, deepcopy=False, states=(TrialState.WAITING,)
-        ):
-            if not self.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
-                continue
-            stored = trial.params or trial.system_attrs.get("fixed_params", {})
-            combo = codec.decode(stored)
-            rid = round_id(combo)
-            if not trial.params:
-                for name, value in codec.to_internal(combo).items():
-                    self.storage.set_trial_param(
-                        trial._trial_id, name, value, codec.distributions[name]
-                    )
-            self.storage.set_trial_user_attr(trial._trial_id, trial_attrs.ROUND_ID, rid)
-            return combo, trial._trial_id, trial.number, rid
-        return None
-
-    def _run_round(self, combo: dict[str, Any], trial_id: int, number: int, rid: str) -> bool:
+    def _run_round(self, claimed: ClaimedRound) -> bool:
         """Run one claimed round; True when it finished (its outcome is known)."""
         plan = self.plan
+        combo, trial_id, number, rid = (
+            claimed.combo,
+            claimed.trial_id,
+            claimed.number,
+            claimed.round_id,
+        )
         round_params = {**combo, **plan.context_params}
         if plan.maintain_details:
             round_params["_experiment_details"] = {"current_index": number}

@@ -1,0 +1,107 @@
+"""Where the loop's next round comes from: the study's queue, then a proposer.
+
+Every source hands the loop a ``ClaimedRound``: a RUNNING trial that already holds the
+combination's parameters, so a crash at any instant leaves the study with either no trace of
+the round or a RUNNING trial whose parameters can be queued again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from optuna.trial import TrialState
+
+from limen.adapters import trials as trial_attrs
+from limen.adapters.distributions import DomainCodec
+from limen.adapters.grid import GridSpace
+from limen.adapters.storage import LimenStorage
+from limen.experiment.identity import round_id
+
+
+@dataclass(frozen=True)
+class ClaimedRound:
+    """A round this process owns: its real parameter values and its RUNNING trial."""
+
+    combo: dict[str, Any]
+    trial_id: int
+    number: int
+    round_id: str
+
+
+class Proposer(Protocol):
+    """A source of new rounds, asked once the study's queue is empty."""
+
+    def claim(self) -> ClaimedRound | None:
+        """Create the next round's RUNNING trial, or None when the source is exhausted."""
+        ...
+
+
+def claim_waiting(storage: LimenStorage, study_id: int, codec: DomainCodec) -> ClaimedRound | None:
+    """Take the oldest WAITING trial of the study, if any, as this process's round.
+
+    WAITING trials are re-runs of attempts that reached no outcome and combinations enqueued
+    with ``study.enqueue_trial`` (whose values sit in the ``fixed_params`` system attr).
+    Moving WAITING -> RUNNING is atomic in the storage, so two workers never take the same one.
+    """
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+            continue
+        stored = trial.params or trial.system_attrs.get("fixed_params", {})
+        combo = codec.decode(stored)
+        rid = round_id(combo)
+        if not trial.params:
+            for name, value in codec.to_internal(combo).items():
+                storage.set_trial_param(trial._trial_id, name, value, codec.distributions[name])
+        storage.set_trial_user_attr(trial._trial_id, trial_attrs.ROUND_ID, rid)
+        return ClaimedRound(combo, trial._trial_id, trial.number, rid)
+    return None
+
+
+class GridProposer:
+    """The lazy grid: positions from a study-wide counter, each combination at most once.
+
+    The counter lives in the study, so every process sharing the study and every resume
+    continues the same sequence; a position maps to a combination through the seeded
+    permutation of ``GridSpace``.
+    """
+
+    COUNTER = "grid"
+
+    def __init__(
+        self,
+        storage: LimenStorage,
+        study_id: int,
+        params: Mapping[str, Sequence[Any]],
+        codec: DomainCodec,
+        *,
+        seed: int,
+        shuffle: bool,
+    ) -> None:
+        self.storage = storage
+        self.study_id = study_id
+        self.params = {k: list(v) for k, v in params.items()}
+        self.codec = codec
+        self.space = GridSpace([len(v) for v in self.params.values()], seed=seed, shuffle=shuffle)
+
+    @property
+    def total(self) -> int:
+        """Number of combinations in the grid."""
+        return self.space.total
+
+    def claim(self) -> ClaimedRound | None:
+        """Take the next grid position and create its trial; None once the grid is spent."""
+        position = self.storage.claim_sequence(self.study_id, self.COUNTER)
+        if position >= self.space.total:
+            return None
+        indices = self.space.decode(self.space.index_at(position))
+        combo = {k: values[i] for (k, values), i in zip(self.params.items(), indices, strict=True)}
+        rid = round_id(combo)
+        trial_id, number = self.storage.create_running_trial(
+            self.study_id,
+            self.codec.to_internal(combo),
+            self.codec.distributions,
+            user_attrs={trial_attrs.ROUND_ID: rid, trial_attrs.GRID_POSITION: position},
+        )
+        return ClaimedRound(combo, trial_id, number, rid)
