@@ -1,0 +1,1 @@
+"""Rebuild winning rounds into portable Sensors: Trainer, Sensor, ReconstructionError."""

@@ -1,0 +1,1 @@
+"""Log: analysis and plots of a finished study."""
