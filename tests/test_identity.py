@@ -47,3 +47,15 @@ def test_space_hash_changes_with_values_but_not_key_order():
     assert base == space_hash({"b": ["x"], "a": [1, 2]})
     assert base != space_hash({"a": [1, 3], "b": ["x"]})
     assert base != space_hash({"a": [1, 2.0], "b": ["x"]})
+
+
+def test_source_hash_is_the_sha256_of_the_defining_file(tmp_path):
+    import hashlib
+
+    import toy_sfd
+
+    from limen.experiment.identity import source_hash
+
+    expected = hashlib.sha256(open(toy_sfd.__file__, "rb").read()).hexdigest()
+    assert source_hash(toy_sfd) == expected
+    assert source_hash(object()) is None

@@ -40,7 +40,7 @@ from limen.adapters.storage import (
     validate_storage_url,
 )
 from limen.experiment.errors import ResumeError
-from limen.experiment.identity import space_hash, value_token
+from limen.experiment.identity import source_hash, space_hash, value_token
 from limen.experiment.param_domain import ParamDomain, Range
 from limen.experiment.records import (
     METADATA_JSON,
@@ -472,6 +472,7 @@ class _RoundRunner:
         plan = self.plan
         return {
             ATTR + "sfd_module": self.loop.sfd_name,
+            ATTR + "sfd_source_hash": source_hash(self.loop.sfd),
             ATTR + "version": __version__,
             ATTR + "space_hash": space_hash(plan.params),
             ATTR + "strategy": {"name": "grid", "seed": plan.seed, "shuffle": plan.random_search},

@@ -91,6 +91,24 @@ def space_hash(params: Mapping[str, Any]) -> str:
     return _sha256_json(payload)
 
 
+def source_hash(obj: Any) -> str | None:
+    """SHA-256 of the source file that defines ``obj`` (an SFD module), or None if it has none.
+
+    Stored with the study so a later rebuild can tell that the SFD was edited since the run.
+    """
+    try:
+        path = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def _space_entry(values: Any) -> Any:
     if isinstance(values, list):
         return [_typed_token(v) for v in values]

@@ -70,7 +70,7 @@ class ParamSpace:
                 f"random_search={random_search} instead: build a new ParamSpace to change order."
             )
         row = next(self._rows, None)
-        return None if row is None else dict(zip(self.keys, row, strict=True))
+        return None if row is None else dict(zip(self.keys, row, strict=False))
 
     def _open(self, random_search: bool) -> GridCursor:
         space = GridSpace(self.param_sizes, seed=self._seed, shuffle=random_search)
