@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -56,6 +57,6 @@ def test_source_hash_is_the_sha256_of_the_defining_file(tmp_path):
 
     from limen.experiment.identity import source_hash
 
-    expected = hashlib.sha256(open(toy_sfd.__file__, "rb").read()).hexdigest()
+    expected = hashlib.sha256(Path(toy_sfd.__file__).read_bytes()).hexdigest()
     assert source_hash(toy_sfd) == expected
     assert source_hash(object()) is None
