@@ -16,7 +16,7 @@ import toy_sfd
 from optuna.trial import TrialState
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from limen.experiment import UniversalExperimentLoop
+from limen.experiment import ResumeError, UniversalExperimentLoop
 from limen.experiment.identity import round_id
 
 TESTS = Path(__file__).parent
@@ -281,3 +281,43 @@ def test_resume_of_a_missing_study_is_refused_and_creates_nothing(tmp_path):
     with pytest.raises(ValueError, match="Cannot resume"):
         make_loop(tmp_path).run("toy", n_permutations=3, resume=True, progress_bar=False)
     assert not (tmp_path / "exp").exists()
+
+
+def test_resume_with_a_changed_parameter_space_names_the_difference(tmp_path):
+    make_loop(tmp_path).run("toy", n_permutations=3, progress_bar=False)
+    changed = {**toy_sfd.params(), "scale": [1, 2, 3, 4, 5]}
+    with pytest.raises(ResumeError, match="parameter space"):
+        make_loop(tmp_path).run(
+            "toy", n_permutations=6, params=changed, resume=True, progress_bar=False
+        )
+
+
+def test_a_forced_resume_continues_and_is_audited(tmp_path):
+    make_loop(tmp_path).run("toy", n_permutations=3, progress_bar=False)
+    changed = {**toy_sfd.params(), "scale": [1, 2, 3, 4, 5]}
+    loop = make_loop(tmp_path)
+    loop.run("toy", n_permutations=6, params=changed, resume="force", progress_bar=False)
+    assert len(loop.experiment_log) == 6
+    audit = [json.loads(x) for x in (tmp_path / "exp/audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["event"] == "resume" and audit[-1]["forced"] is True
+    assert "parameter space" in audit[-1]["changed"]
+
+
+def test_resume_of_a_study_not_made_by_limen_is_refused_and_untouched(tmp_path):
+    directory = tmp_path / "exp"
+    directory.mkdir()
+    url = f"sqlite:///{directory / 'study.db'}"
+    study = optuna.create_study(study_name="toy", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    with pytest.raises(ResumeError, match="not created by Limen"):
+        make_loop(tmp_path).run("toy", n_permutations=3, resume=True, progress_bar=False)
+    assert len(optuna.load_study(study_name="toy", storage=url).trials) == 2
+
+
+def test_resume_when_everything_is_finished_runs_nothing(tmp_path):
+    make_loop(tmp_path).run("toy", n_permutations=5, progress_bar=False)
+    toy_sfd.SEEN.clear()
+    loop = make_loop(tmp_path)
+    loop.run("toy", n_permutations=5, resume=True, progress_bar=False)
+    assert toy_sfd.SEEN == []
+    assert len(loop.experiment_log) == 5

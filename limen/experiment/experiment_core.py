@@ -39,10 +39,12 @@ from limen.adapters.storage import (
     sqlite_path,
     validate_storage_url,
 )
+from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ResumeError
 from limen.experiment.identity import source_hash, space_hash, value_token
 from limen.experiment.param_domain import ParamDomain, Range
 from limen.experiment.records import (
+    AUDIT_JSONL,
     METADATA_JSON,
     RESULTS_CSV,
     ROUND_DATA_JSONL,
@@ -74,7 +76,7 @@ class _Plan:
     seed: int
     maintain_details: bool
     context_params: dict[str, Any]
-    resume: bool
+    resume: bool | str
     timeout: float | None
     progress_bar: bool
     experiment_dir: Path
@@ -186,7 +188,7 @@ class UniversalExperimentLoop:
         params: Callable[[], dict[str, list[Any]]] | Mapping[str, list[Any]] | None = None,
         prep: Callable[..., Any] | None = None,
         model: Callable[..., Any] | None = None,
-        resume: bool = False,
+        resume: bool | str = False,
         seed: int | None = None,
         timeout: float | None = None,
         progress_bar: bool = True,
@@ -238,10 +240,10 @@ class UniversalExperimentLoop:
             )
         for flag in ("random_search", "maintain_details", "progress_bar"):
             _check_bool(flag, kw[flag])
-        if kw["resume"] not in (True, False):
+        if kw["resume"] not in (True, False, "force"):
             raise ValueError(
-                "The 'resume' parameter of UniversalExperimentLoop.run must be True or False. "
-                f"Got {kw['resume']!r} instead."
+                "The 'resume' parameter of UniversalExperimentLoop.run must be True, False or "
+                f"'force'. Got {kw['resume']!r} instead."
             )
         prep_each_round = self._resolve_prep_each_round(kw["prep_each_round"], kw)
         params = self._resolve_params(kw["params"])
@@ -441,19 +443,23 @@ class _RoundRunner:
             "SFD": attrs.get(ATTR + "sfd_module"),
         }
         current = {"parameter space": space_hash(self.plan.params), "SFD": self.loop.sfd_name}
-        changed = [k for k in stored if stored[k] != current[k]]
-        if changed:
-            raise ResumeError(
-                f"Cannot resume {self.plan.experiment_name!r}: the {' and '.join(changed)} "
-                "changed since the study was created. Restore the original SFD/params, or start "
-                "a new experiment name."
-            )
+        changed = check_resume(stored, current, force=self.plan.resume == "force")
+        self._audit(
+            "resume",
+            forced=bool(changed),
+            changed={name: {"stored": stored[name], "now": current[name]} for name in changed},
+        )
         strategy = attrs.get(ATTR + "strategy", {})
         self.plan.seed = strategy.get("seed", self.plan.seed)
         self.plan.random_search = strategy.get("shuffle", self.plan.random_search)
         stored_objective = attrs.get(ATTR + "objective")
         if stored_objective is not None:
             self.objective = [tuple(pair) for pair in stored_objective]
+
+    def _audit(self, event: str, **details: Any) -> None:
+        """One line in audit.jsonl: resumes, forced resumes, worker starts and stops."""
+        record = {"event": event, "timestamp": datetime.now(UTC).isoformat(), **details}
+        append_jsonl(self.plan.experiment_dir / AUDIT_JSONL, record)
 
     def _create_study(self) -> None:
         directions = [d for _, d in self.objective] if self.objective else ["maximize"]
