@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from optuna.trial import TrialState
 
+from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.grid import GridSpace
@@ -55,6 +56,7 @@ def claim_waiting(storage: LimenStorage, study_id: int, codec: DomainCodec) -> C
             for name, value in codec.to_internal(combo).items():
                 storage.set_trial_param(trial._trial_id, name, value, codec.distributions[name])
         storage.set_trial_user_attr(trial._trial_id, trial_attrs.ROUND_ID, rid)
+        storage.set_trial_system_attr(trial._trial_id, leases.OWNER, leases.owner_record())
         return ClaimedRound(combo, trial._trial_id, trial.number, rid)
     return None
 
@@ -103,5 +105,6 @@ class GridProposer:
             self.codec.to_internal(combo),
             self.codec.distributions,
             user_attrs={trial_attrs.ROUND_ID: rid, trial_attrs.GRID_POSITION: position},
+            system_attrs={leases.OWNER: leases.owner_record()},
         )
         return ClaimedRound(combo, trial_id, number, rid)

@@ -15,6 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.distributions import DomainCodec
+from limen.experiment.records import results_row, round_record
 
 ROUND_ID = "id"
 EXECUTION_TIME = "execution_time"
@@ -64,6 +65,27 @@ def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
         row[ERROR_TYPE] = trial.user_attrs.get(ERROR_TYPE)
         row[ERROR_MESSAGE] = trial.user_attrs.get(ERROR_MESSAGE)
     return row
+
+
+def csv_row(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``results.csv`` row of a finished round, rebuilt from the study."""
+    failed = trial.state == TrialState.FAIL
+    return results_row(
+        round_id=trial.user_attrs.get(ROUND_ID),
+        number=trial.number,
+        state=trial.state.name,
+        execution_time=trial.user_attrs.get(EXECUTION_TIME),
+        metrics=metric_attrs(trial),
+        params={**trial.params, **context},
+        error_type=trial.user_attrs.get(ERROR_TYPE) if failed else None,
+        error_message=trial.user_attrs.get(ERROR_MESSAGE) if failed else None,
+    )
+
+
+def jsonl_record(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``round_data.jsonl`` record rebuilt from the study (predictions are not in it)."""
+    params = {**trial.params, **context}
+    return round_record(trial.user_attrs.get(ROUND_ID), trial.number, params, preds=None)
 
 
 def experiment_log(

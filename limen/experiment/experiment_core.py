@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from limen import __version__
+from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.rounds import ClaimedRound, GridProposer, claim_waiting
@@ -50,8 +51,15 @@ from limen.experiment.records import (
     ROUND_DATA_JSONL,
     ResultsCsv,
     append_jsonl,
+    read_csv_rows,
+    read_jsonl,
+    results_row,
+    rewrite_csv,
+    rewrite_jsonl,
+    round_record,
     write_json_atomic,
 )
+from limen.experiment.shutdown import Shutdown
 from limen.sfd.loader import check_sfd
 
 logger = logging.getLogger(__name__)
@@ -149,7 +157,12 @@ class UniversalExperimentLoop:
             self.data = data
             self.prep = getattr(sfd, "prep", None)
             self.model = getattr(sfd, "model", None)
+        self._shutdown = Shutdown()
         self._reset_outputs()
+
+    def request_stop(self) -> None:
+        """Ask a running ``run()`` (e.g. in another thread) to stop after the current round."""
+        self._shutdown.request()
 
     def _fetch_manifest_data(self) -> Any:
         manifest = self.manifest
@@ -392,7 +405,11 @@ class _RoundRunner:
             seed=plan.seed,
             shuffle=plan.random_search,
         )
+        if plan.resume:
+            leases.reap(self.storage, self.study_id)
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        if plan.resume:
+            self._reconcile_files(trials)
         self.finished = trial_attrs.count_finished(trials)
         self._restore_best(trials)
         self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
@@ -456,6 +473,44 @@ class _RoundRunner:
         if stored_objective is not None:
             self.objective = [tuple(pair) for pair in stored_objective]
 
+    def _reconcile_files(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
+        """Make results.csv and round_data.jsonl hold exactly the study's finished rounds.
+
+        Lines of rounds the study does not hold as finished (a crash after the file write, or
+        a torn line) are dropped; finished rounds the files lack are rebuilt from the study.
+        Files already in agreement are left untouched.
+        """
+        directory = self.plan.experiment_dir
+        context = {k: value_token(v) for k, v in self.plan.context_params.items()}
+        finished = [t for t in trials if trial_attrs.is_finished_round(t)]
+        header, rows, whole = read_csv_rows(directory / RESULTS_CSV)
+        by_number = {r.get("_round_index"): r for r in rows}
+        wanted = []
+        for trial in finished:
+            row = by_number.get(str(trial.number))
+            same = row is not None and row.get("id") == trial.user_attrs.get(trial_attrs.ROUND_ID)
+            ok = same and row.get("state") == trial.state.name
+            wanted.append(row if ok else trial_attrs.csv_row(trial, context))
+        if wanted != rows or not whole:
+            if header is None:
+                metrics = {m for t in finished for m in trial_attrs.metric_attrs(t)}
+                header = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *context]).make_header(
+                    sorted(metrics)
+                )
+            rewrite_csv(directory / RESULTS_CSV, header, wanted)
+            self._audit("reconcile", file=RESULTS_CSV, rows=len(wanted), before=len(rows))
+        complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        records, whole = read_jsonl(directory / ROUND_DATA_JSONL)
+        by_id = {(r.get("_round_index"), r.get("round_id")): r for r in records}
+        kept = [
+            by_id.get((t.number, t.user_attrs.get(trial_attrs.ROUND_ID)))
+            or trial_attrs.jsonl_record(t, context)
+            for t in complete
+        ]
+        if kept != records or not whole:
+            rewrite_jsonl(directory / ROUND_DATA_JSONL, kept)
+            self._audit("reconcile", file=ROUND_DATA_JSONL, rows=len(kept), before=len(records))
+
     def _audit(self, event: str, **details: Any) -> None:
         """One line in audit.jsonl: resumes, forced resumes, worker starts and stops."""
         record = {"event": event, "timestamp": datetime.now(UTC).isoformat(), **details}
@@ -518,29 +573,56 @@ class _RoundRunner:
             disable=not plan.progress_bar,
             unit="round",
         )
+        shutdown = self.loop._shutdown
+        shutdown.install()
+        next_reap = time.monotonic() + leases.LEASE_GRACE_S
         try:
-            while self.finished < plan.n_permutations and not self.interrupted:
+            while self.finished < plan.n_permutations:
+                if shutdown.requested.is_set():
+                    self.interrupted = True
+                    logger.warning("Stopped on request after %d finished rounds.", self.finished)
+                    break
                 if deadline is not None and time.monotonic() >= deadline:
                     logger.info("Timeout of %ss reached: no new rounds are started.", plan.timeout)
                     break
-                claimed = self._claim()
-                if claimed is None:
-                    self.exhausted = True
-                    logger.warning(
-                        "The parameter space is exhausted: all %d combinations have run "
-                        "(%d finished rounds; n_permutations=%d).",
-                        self.proposer.total,
-                        self.finished,
-                        plan.n_permutations,
-                    )
+                if time.monotonic() >= next_reap:
+                    leases.reap(self.storage, self.study_id)
+                    next_reap = time.monotonic() + leases.LEASE_GRACE_S
+                if not self._step(bar):
                     break
-                if self._run_round(claimed):
-                    self.finished += 1
-                    bar.update(1)
-                    if self.best is not None:
-                        bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
         finally:
+            shutdown.restore()
             bar.close()
+
+    def _step(self, bar: tqdm) -> bool:
+        """Claim and run one round; False when the run must stop (exhausted or interrupted)."""
+        claimed = None
+        try:
+            claimed = self._claim()
+            if claimed is None:
+                self.exhausted = True
+                logger.warning(
+                    "The parameter space is exhausted: all %d combinations have run "
+                    "(%d finished rounds; n_permutations=%d).",
+                    self.proposer.total,
+                    self.finished,
+                    self.plan.n_permutations,
+                )
+                return False
+            if self._run_round(claimed):
+                self.finished += 1
+                bar.update(1)
+                if self.best is not None:
+                    bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if claimed is not None:
+                trial = self.storage.get_trial(claimed.trial_id)
+                if trial.state == TrialState.RUNNING:
+                    leases.release(self.storage, self.study_id, trial, "interrupted")
+            logger.warning("Interrupted: the study is consistent; resume to continue.")
+            return False
+        return True
 
     def _claim(self) -> ClaimedRound | None:
         """The next round: the study's queue first, then the proposer."""
@@ -561,15 +643,9 @@ class _RoundRunner:
             round_params["_experiment_details"] = {"current_index": number}
         started = time.perf_counter()
         try:
-            results = self._evaluate(round_params)
-            values = self._outcome(results)
-        except KeyboardInterrupt:
-            self._store_attempt(trial_id, "interrupted", started)
-            self.interrupted = True
-            logger.warning(
-                "Interrupted: round %d was stopped and will run again on resume.", number
-            )
-            return False
+            with leases.Lease(self.storage, trial_id):
+                results = self._evaluate(round_params)
+                values = self._outcome(results)
         except Exception as exc:
             self._store_failure(trial_id, number, rid, round_params, exc, started)
             return True
@@ -645,17 +721,23 @@ class _RoundRunner:
         )
         self._track_best(values[0])
         self._keep_outputs(round_params, results)
-        tokens = {k: value_token(v) for k, v in round_params.items() if not k.startswith("_")}
-        row = {"id": rid, "_round_index": number, "state": "COMPLETE", "execution_time": elapsed}
-        self.csv.append({**row, **metrics, **tokens}, metric_names=list(metrics))
-        record: dict[str, Any] = {"round_id": rid, "_round_index": number, "round_params": tokens}
-        if "_preds" in results:
-            record["preds"] = _jsonable(results["_preds"])
-        alignment = (
-            self.data_dict.get("_alignment") if isinstance(self.data_dict, Mapping) else None
+        tokens = _tokens(round_params)
+        row = results_row(
+            round_id=rid,
+            number=number,
+            state="COMPLETE",
+            execution_time=elapsed,
+            metrics=metrics,
+            params=tokens,
         )
-        if alignment is not None:
-            record["alignment"] = _jsonable(alignment)
+        self.csv.append(row, metric_names=list(metrics))
+        extra: dict[str, Any] = {}
+        if "_preds" in results:
+            extra["preds"] = _jsonable(results["_preds"])
+        data_dict = self.data_dict if isinstance(self.data_dict, Mapping) else {}
+        if data_dict.get("_alignment") is not None:
+            extra["alignment"] = _jsonable(data_dict["_alignment"])
+        record = round_record(rid, number, tokens, **extra)
         append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
 
     def _store_failure(
@@ -681,37 +763,17 @@ class _RoundRunner:
                 trial_attrs.TRACEBACK: traceback.format_exc(),
             },
         )
-        tokens = {k: value_token(v) for k, v in round_params.items() if not k.startswith("_")}
-        row = {
-            "id": rid,
-            "_round_index": number,
-            "state": "FAIL",
-            "execution_time": elapsed,
-            trial_attrs.ERROR_TYPE: type(exc).__name__,
-            trial_attrs.ERROR_MESSAGE: message,
-        }
-        self.csv.append({**row, **tokens}, metric_names=None)
-
-    def _store_attempt(self, trial_id: int, reason: str, started: float) -> None:
-        """Close an attempt that reached no outcome and queue its parameters to run again."""
-        trial = self.storage.get_trial(trial_id)
-        self.storage.finish_trial(
-            trial_id,
-            TrialState.FAIL,
-            None,
-            {
-                trial_attrs.ATTEMPT: reason,
-                trial_attrs.EXECUTION_TIME: round(time.perf_counter() - started, 6),
-            },
+        row = results_row(
+            round_id=rid,
+            number=number,
+            state="FAIL",
+            execution_time=elapsed,
+            metrics={},
+            params=_tokens(round_params),
+            error_type=type(exc).__name__,
+            error_message=message,
         )
-        retry = optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs={trial_attrs.ROUND_ID: trial.user_attrs.get(trial_attrs.ROUND_ID)},
-            system_attrs={"limen:retry_of": trial.number},
-        )
-        self.storage.create_new_trial(self.study_id, template_trial=retry)
+        self.csv.append(row, metric_names=None)
 
     def _track_best(self, value: float) -> None:
         maximize = self.objective[0][1] == "maximize"
@@ -837,6 +899,11 @@ def _scalar_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool | int | float | str) or value is None:
             metrics[str(key)] = value
     return metrics
+
+
+def _tokens(round_params: Mapping[str, Any]) -> dict[str, Any]:
+    """Readable tokens of a round's parameters (metadata keys starting with ``_`` left out)."""
+    return {k: value_token(v) for k, v in round_params.items() if not k.startswith("_")}
 
 
 def _jsonable(value: Any) -> Any:

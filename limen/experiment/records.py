@@ -28,17 +28,7 @@ AUDIT_JSONL = "audit.jsonl"
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write ``document`` as pretty JSON so readers only ever see a whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _replace_text(path, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
@@ -55,6 +45,38 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     return value
+
+
+def results_row(
+    *,
+    round_id: str | None,
+    number: int,
+    state: str,
+    execution_time: float | None,
+    metrics: Mapping[str, Any],
+    params: Mapping[str, Any],
+    error_type: str | None = None,
+    error_message: str | None = None,
+) -> dict[str, Any]:
+    """One ``results.csv`` row; the loop and the resume reconciliation both build rows here."""
+    row: dict[str, Any] = {
+        "id": round_id,
+        "_round_index": number,
+        "state": state,
+        "execution_time": execution_time,
+        **metrics,
+        **params,
+    }
+    if error_type is not None:
+        row.update({"error_type": error_type, "error_message": error_message})
+    return row
+
+
+def round_record(
+    round_id: str | None, number: int, params: Mapping[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """One ``round_data.jsonl`` record (predictions, alignment... go in ``extra``)."""
+    return {"round_id": round_id, "_round_index": number, "round_params": dict(params), **extra}
 
 
 class ResultsCsv:
@@ -89,7 +111,7 @@ class ResultsCsv:
             if metric_names is None:
                 self._pending.append(dict(row))
                 return
-            self.header = self._make_header(metric_names)
+            self.header = self.make_header(metric_names)
             self._write_lines([self.header])
         rows = [*self._pending, dict(row)]
         self._pending.clear()
@@ -99,12 +121,13 @@ class ResultsCsv:
         """Flush rows still waiting for a header (a run in which no round succeeded)."""
         if self._pending:
             if self.header is None:
-                self.header = self._make_header([])
+                self.header = self.make_header([])
                 self._write_lines([self.header])
             self._write_lines([self._ordered(r) for r in self._pending])
             self._pending.clear()
 
-    def _make_header(self, metric_names: Iterable[str]) -> list[str]:
+    def make_header(self, metric_names: Iterable[str]) -> list[str]:
+        """The header: framework columns, ``metric_names``, parameters, error columns."""
         taken = set(self.LEAD) | set(self.TAIL) | set(self.param_names)
         metrics = [m for m in metric_names if m not in taken]
         return [*self.LEAD, *metrics, *self.param_names, *self.TAIL]
@@ -127,3 +150,64 @@ class ResultsCsv:
         writer.writerows(rows)
         with self.path.open("a", newline="", encoding="utf-8") as handle:
             handle.write(buffer.getvalue())
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The whole JSON objects of a JSONL file, and whether every line was one.
+
+    A line torn by a crash is skipped; the flag tells the caller the file needs rewriting.
+    """
+    if not path.exists():
+        return [], True
+    text = path.read_text(encoding="utf-8")
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    clean = len(records) == len(text.splitlines()) and (not text or text.endswith("\n"))
+    return records, clean
+
+
+def read_csv_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]], bool]:
+    """Header, rows, and whether the file is whole (no row torn by a crash, which is skipped)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None, [], True
+    text = path.read_text(encoding="utf-8")
+    parsed = list(csv.reader(io.StringIO(text, newline="")))
+    if not parsed or not parsed[0]:
+        return None, [], False
+    header, cells = parsed[0], parsed[1:]
+    rows = [dict(zip(header, row, strict=True)) for row in cells if len(row) == len(header)]
+    return header, rows, len(rows) == len(cells) and text.endswith("\n")
+
+
+def rewrite_csv(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Replace a CSV file atomically with ``header`` and ``rows``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([csv_cell(row.get(name)) for name in header] for row in rows)
+    _replace_text(path, buffer.getvalue())
+
+
+def rewrite_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Replace a JSONL file atomically with ``records``."""
+    text = "".join(json.dumps(r, default=str, allow_nan=True) + "\n" for r in records)
+    _replace_text(path, text)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

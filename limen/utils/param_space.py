@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from limen.adapters.grid import DEFAULT_BATCH_SIZE, GridCursor, GridSpace
+from limen.adapters.grid import GridCursor, GridSpace
 
 
 class ParamSpace:
@@ -41,14 +41,14 @@ class ParamSpace:
                 f"The 'n_permutations' parameter of ParamSpace must be an int >= 1. "
                 f"Got {n_permutations!r} instead."
             )
-        self.keys: list[str] = list(params)
-        self.param_sizes: list[int] = [len(values) for values in params.values()]
-        self.total_space: int = math.prod(self.param_sizes)
-        self.n_permutations: int = min(n_permutations, self.total_space)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(
                 f"The 'seed' parameter of ParamSpace must be an int or None. Got {seed!r} instead."
             )
+        self.keys: list[str] = list(params)
+        self.param_sizes: list[int] = [len(values) for values in params.values()]
+        self.total_space: int = math.prod(self.param_sizes)
+        self.n_permutations: int = min(n_permutations, self.total_space)
         self._values = [list(values) for values in params.values()]
         self._seed = random.getrandbits(64) if seed is None else seed
         self._rows: Iterator[tuple[Any, ...]] | None = None
@@ -74,9 +74,7 @@ class ParamSpace:
 
     def _open(self, random_search: bool) -> GridCursor:
         space = GridSpace(self.param_sizes, seed=self._seed, shuffle=random_search)
-        # Small batches for small budgets: a legacy loop calls generate once per round.
-        batch_size = min(DEFAULT_BATCH_SIZE, self.n_permutations)
-        return GridCursor(space, 0, self.n_permutations, batch_size=batch_size, values=self._values)
+        return GridCursor(space, 0, self.n_permutations, values=self._values)
 
 
 def _validate_params(params: Any) -> None:

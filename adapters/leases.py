@@ -1,0 +1,191 @@
+"""Round leases: a running round proves it is alive, and dead rounds are re-queued once.
+
+Optuna's own heartbeat only works inside ``Study.optimize``; Limen runs rounds through
+ask/tell-style calls, so it keeps its own lease. While a round runs, a thread writes the
+trial's heartbeat (Optuna's ``trial_heartbeats`` table, stamped with the database's clock).
+A RUNNING trial is *expired* when its owner process is known to be dead (same host, pid gone)
+or its heartbeat is older than the grace period. Reaping an expired trial marks it FAIL with
+``limen:attempt = "lease expired"`` and queues its parameters again as a WAITING trial that
+links back to it (``limen:retry_of``). Only the worker whose FAIL write succeeds re-queues,
+so a round is re-queued once even when several workers reap at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, select
+
+from limen.adapters.storage import LimenStorage
+from limen.adapters.trials import ATTEMPT, ROUND_ID
+
+logger = logging.getLogger(__name__)
+
+LEASE_INTERVAL_S = 5.0
+LEASE_GRACE_S = 60.0
+OWNER = "limen:owner"
+RETRY_OF = "limen:retry_of"
+LEASE_EXPIRED = "lease expired"
+
+
+def owner_record() -> dict[str, Any]:
+    """Who runs a round: this host and process."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+class Lease:
+    """Keeps a running trial's heartbeat fresh from a background thread.
+
+    The first heartbeat is written before the round starts, so a trial never runs without one.
+    """
+
+    def __init__(
+        self, storage: LimenStorage, trial_id: int, interval: float = LEASE_INTERVAL_S
+    ) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="limen-lease", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self.storage.record_heartbeat(self.trial_id)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:
+                # A missed beat only shortens the lease; the round itself goes on.
+                logger.warning("Could not renew the lease of trial %d.", self.trial_id)
+            finally:
+                self.storage.remove_session()
+
+
+def expired_trials(
+    storage: LimenStorage, study_id: int, grace: float = LEASE_GRACE_S
+) -> list[FrozenTrial]:
+    """RUNNING trials of the study whose owner is dead or whose lease ran out."""
+    running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    ages = _heartbeat_ages(storage, [t._trial_id for t in running])
+    me = owner_record()
+    expired = []
+    for trial in running:
+        owner = trial.system_attrs.get(OWNER)
+        if owner == me:
+            continue
+        age = ages.get(trial._trial_id)
+        if age is None and trial.datetime_start is not None:
+            start = trial.datetime_start.replace(tzinfo=None)
+            age = (datetime.now(UTC).replace(tzinfo=None) - start).total_seconds()
+        local_and_dead = (
+            isinstance(owner, dict) and owner.get("host") == me["host"] and not _alive(owner)
+        )
+        if local_and_dead or (age is not None and age > grace):
+            expired.append(trial)
+    return expired
+
+
+def _heartbeat_ages(storage: LimenStorage, trial_ids: list[int]) -> dict[int, float]:
+    beats = models.TrialHeartbeatModel
+    with storage.engine.connect() as conn:
+        now = conn.execute(select(func.now())).scalar_one()
+        rows = conn.execute(
+            select(beats.trial_id, beats.heartbeat).where(beats.trial_id.in_(trial_ids))
+        ).all()
+    now = now.replace(tzinfo=None)
+    return {trial_id: (now - beat.replace(tzinfo=None)).total_seconds() for trial_id, beat in rows}
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        # A killed child its parent has not reaped yet still answers kill(pid, 0).
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def release(storage: LimenStorage, study_id: int, trial: FrozenTrial, reason: str) -> bool:
+    """Close a RUNNING attempt that reached no outcome and queue its parameters again.
+
+    Returns False when the trial had finished meanwhile (then nothing is queued).
+    """
+    try:
+        storage.set_trial_user_attr(trial._trial_id, ATTEMPT, reason)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    requeue(storage, study_id, trial)
+    logger.warning("Round %d: %s; its parameters run again.", trial.number, reason)
+    return True
+
+
+def requeue(storage: LimenStorage, study_id: int, trial: FrozenTrial) -> None:
+    """Queue ``trial``'s parameters as a WAITING trial that links back to it."""
+    retry = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=trial.params,
+        distributions=trial.distributions,
+        user_attrs={ROUND_ID: trial.user_attrs.get(ROUND_ID)},
+        system_attrs={RETRY_OF: trial.number},
+    )
+    storage.create_new_trial(study_id, template_trial=retry)
+
+
+def requeue_orphans(storage: LimenStorage, study_id: int, trials: Iterable[FrozenTrial]) -> int:
+    """Re-queue attempts whose retry was never created (a crash between the two writes)."""
+    trials = list(trials)
+    retried = {t.system_attrs.get(RETRY_OF) for t in trials}
+    orphans = [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL and ATTEMPT in t.user_attrs and t.number not in retried
+    ]
+    for trial in orphans:
+        requeue(storage, study_id, trial)
+    return len(orphans)
+
+
+def reap(storage: LimenStorage, study_id: int, grace: float = LEASE_GRACE_S) -> int:
+    """Release every expired round of the study; returns how many were re-queued."""
+    released = sum(
+        release(storage, study_id, trial, LEASE_EXPIRED)
+        for trial in expired_trials(storage, study_id, grace)
+    )
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    return released + requeue_orphans(storage, study_id, trials)

@@ -1,0 +1,238 @@
+"""Crash safety: interrupted rounds, dead workers, files reconciled with the study."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import toy_sfd
+from optuna.trial import TrialState
+
+from limen.adapters import leases
+from limen.adapters.storage import open_storage
+from limen.experiment import UniversalExperimentLoop
+
+
+def make_loop(tmp_path: Path) -> UniversalExperimentLoop:
+    return UniversalExperimentLoop(
+        sfd=toy_sfd, data=toy_sfd.toy_data(), experiment_dir=tmp_path / "exp", objective="score"
+    )
+
+
+def csv_ids(path: Path) -> list[str]:
+    with path.open(newline="") as handle:
+        return [row["id"] for row in csv.DictReader(handle)]
+
+
+def finished_ids(study: optuna.Study) -> list[str]:
+    return [
+        t.user_attrs["id"]
+        for t in study.get_trials()
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and "limen:attempt" not in t.user_attrs)
+    ]
+
+
+def interrupting_model(at_call: int):
+    calls = []
+
+    def model(data, round_params):
+        calls.append(1)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        return toy_sfd.model(data, round_params)
+
+    return model
+
+
+def test_an_interrupted_round_is_an_attempt_and_runs_again_on_resume(tmp_path):
+    loop = make_loop(tmp_path)
+    loop.run("toy", n_permutations=10, model=interrupting_model(4), progress_bar=False)
+    assert loop.interrupted
+    trials = loop.study.get_trials()
+    attempt = [t for t in trials if t.user_attrs.get("limen:attempt") == "interrupted"]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(attempt) == 1 and len(waiting) == 1
+    assert waiting[0].params == attempt[0].params
+
+    resumed = make_loop(tmp_path)
+    resumed.run("toy", n_permutations=10, resume=True, progress_bar=False)
+    study = resumed.study
+    ids = finished_ids(study)
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert attempt[0].user_attrs["id"] in ids
+    assert not [
+        t for t in study.get_trials() if t.state in (TrialState.RUNNING, TrialState.WAITING)
+    ]
+    assert csv_ids(tmp_path / "exp/results.csv") == ids
+
+
+def test_a_round_left_running_by_a_dead_process_is_failed_and_rerun(tmp_path):
+    make_loop(tmp_path).run("toy", n_permutations=3, progress_bar=False)
+    storage = open_storage(f"sqlite:///{tmp_path / 'exp/study.db'}")
+    study_id = storage.get_study_id_from_name("toy")
+    done = storage.get_all_trials(study_id, states=(TrialState.COMPLETE,))[0]
+    dead = {"host": leases.owner_record()["host"], "pid": 2**22 + 12345}
+    _, number = storage.create_running_trial(
+        study_id,
+        {k: done.distributions[k].to_internal_repr(v) for k, v in done.params.items()},
+        done.distributions,
+        user_attrs={"id": "f" * 64},
+        system_attrs={leases.OWNER: dead},
+    )
+
+    loop = make_loop(tmp_path)
+    loop.run("toy", n_permutations=5, resume=True, progress_bar=False)
+    trials = loop.study.get_trials()
+    zombie = trials[number]
+    assert zombie.state == TrialState.FAIL
+    assert zombie.user_attrs["limen:attempt"] == "lease expired"
+    retries = [t for t in trials if t.system_attrs.get(leases.RETRY_OF) == number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == zombie.params
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_a_lease_older_than_the_grace_period_expires(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    dist = {"x": optuna.distributions.IntDistribution(0, 3)}
+    remote = {"host": "elsewhere", "pid": 1}
+    trial_id, _ = storage.create_running_trial(
+        study._study_id, {"x": 1.0}, dist, system_attrs={leases.OWNER: remote}
+    )
+    storage.record_heartbeat(trial_id)
+    assert leases.expired_trials(storage, study._study_id, grace=60) == []
+    time.sleep(2.2)  # SQLite's clock has whole seconds
+    assert [t._trial_id for t in leases.expired_trials(storage, study._study_id, grace=1)] == [
+        trial_id
+    ]
+
+
+def test_a_lease_keeps_beating_while_the_round_runs(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    dist = {"x": optuna.distributions.IntDistribution(0, 3)}
+    remote = {"host": "elsewhere", "pid": 1}
+    trial_id, _ = storage.create_running_trial(
+        study._study_id, {"x": 1.0}, dist, system_attrs={leases.OWNER: remote}
+    )
+    with leases.Lease(storage, trial_id, interval=0.2):
+        time.sleep(1.5)
+        assert leases.expired_trials(storage, study._study_id, grace=1) == []
+
+
+def test_two_reapers_requeue_a_dead_round_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    dist = {"x": optuna.distributions.IntDistribution(0, 3)}
+    dead = {"host": leases.owner_record()["host"], "pid": 2**22 + 54321}
+    storage.create_running_trial(
+        study._study_id, {"x": 2.0}, dist, system_attrs={leases.OWNER: dead}
+    )
+    other = open_storage(url)
+    assert leases.reap(storage, study._study_id) + leases.reap(other, study._study_id) == 1
+    waiting = storage.get_all_trials(study._study_id, states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].params == {"x": 2}
+
+
+def test_resume_drops_file_lines_the_study_does_not_hold_and_rebuilds_missing_ones(tmp_path):
+    make_loop(tmp_path).run("toy", n_permutations=8, progress_bar=False)
+    results = tmp_path / "exp/results.csv"
+    lines = results.read_text().splitlines(keepends=True)
+    # Lose round 2's row, add a row for a round the study never finished, tear the last line.
+    bogus = "0" * 64 + ",99,COMPLETE,0.1" + "," * (lines[0].count(",") - 3) + "\n"
+    results.write_text("".join([lines[0], lines[1], lines[2], *lines[4:], bogus, "abc,1"]))
+    round_data = tmp_path / "exp/round_data.jsonl"
+    round_data.write_text(round_data.read_text() + '{"round_id": "torn')
+
+    loop = make_loop(tmp_path)
+    loop.run("toy", n_permutations=10, resume=True, progress_bar=False)
+    ids = finished_ids(loop.study)
+    assert csv_ids(results) == ids and len(ids) == 10
+    records = [json.loads(x) for x in round_data.read_text().splitlines()]
+    complete = [
+        t.user_attrs["id"] for t in loop.study.get_trials() if t.state == TrialState.COMPLETE
+    ]
+    assert [r["round_id"] for r in records] == complete
+    audit = [json.loads(x) for x in (tmp_path / "exp/audit.jsonl").read_text().splitlines()]
+    assert {"reconcile"} <= {a["event"] for a in audit}
+
+
+def test_request_stop_from_another_thread_ends_the_run_after_the_round(tmp_path):
+    loop = make_loop(tmp_path)
+    third_round = threading.Event()
+    calls = []
+
+    def model(data, round_params):
+        calls.append(1)
+        if len(calls) == 3:
+            third_round.set()
+            time.sleep(0.2)
+        return toy_sfd.model(data, round_params)
+
+    runner = threading.Thread(
+        target=loop.run,
+        args=("toy",),
+        kwargs={"n_permutations": 64, "model": model, "progress_bar": False},
+    )
+    runner.start()
+    assert third_round.wait(timeout=60)
+    loop.request_stop()
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert loop.interrupted and len(loop.experiment_log) == 3
+    assert not [t for t in loop.study.get_trials() if t.state == TrialState.RUNNING]
+
+
+def test_sigint_finishes_the_running_round_then_returns(tmp_path):
+    loop = make_loop(tmp_path)
+    calls = []
+
+    def model(data, round_params):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        return toy_sfd.model(data, round_params)
+
+    loop.run("toy", n_permutations=20, model=model, progress_bar=False)
+    trials = loop.study.get_trials()
+    assert len(calls) == 3
+    assert len(trials) == 3
+    assert all(t.state.is_finished() and "limen:attempt" not in t.user_attrs for t in trials)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_sigint_interrupts_the_round_and_requeues_it(tmp_path):
+    loop = make_loop(tmp_path)
+    calls = []
+
+    def model(data, round_params):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        return toy_sfd.model(data, round_params)
+
+    loop.run("toy", n_permutations=20, model=model, progress_bar=False)
+    trials = loop.study.get_trials()
+    assert trials[1].user_attrs["limen:attempt"] == "interrupted"
+    assert trials[2].state == TrialState.WAITING
+    assert trials[2].params == trials[1].params
+
+
+@pytest.mark.parametrize("bad", ["yes", 2])
+def test_resume_must_be_true_false_or_force(tmp_path, bad):
+    with pytest.raises(ValueError, match="'resume'"):
+        make_loop(tmp_path).run("toy", n_permutations=2, resume=bad, progress_bar=False)
