@@ -1,0 +1,137 @@
+"""SIGKILL at random moments, resume each time: no round lost, none run twice, files agree.
+
+A real experiment runs in a subprocess; the test kills it with SIGKILL several times (during
+rounds, between them, during study creation and file writes: wherever the moment falls),
+resumes after each kill, and lets the last resume finish.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from limen.adapters.trials import is_finished_round
+
+TESTS = Path(__file__).resolve().parent
+TARGET = 40
+
+WORKER = """
+import random, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import toy_sfd
+from limen.experiment import ResumeError, UniversalExperimentLoop
+
+MARK = Path({directory!r}).parent / "in_round"
+
+def model(data, round_params):
+    MARK.touch()
+    time.sleep(random.uniform(0.01, 0.05))
+    MARK.unlink()
+    return toy_sfd.model(data, round_params)
+
+loop = UniversalExperimentLoop(
+    sfd=toy_sfd, data=toy_sfd.toy_data(), experiment_dir={directory!r},
+    storage={storage!r}, objective="score",
+)
+try:
+    loop.run({name!r}, n_permutations={target}, model=model, resume=True, progress_bar=False)
+except (ValueError, ResumeError):
+    # Nothing complete to resume yet: the first launch died before its study was set up.
+    loop.run({name!r}, n_permutations={target}, model=model, progress_bar=False)
+"""
+
+
+def launch(script: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def rows_written(directory: Path) -> int:
+    path = directory / "results.csv"
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def kill_and_resume(directory: Path, storage: str | None, name: str, kills: int, seed: int):
+    """Kill a worker ``kills`` times, then let one finish.
+
+    The first kill falls at a random instant of start-up (possibly while the study is being
+    created). The others wait until the worker has finished another round, then strike either
+    inside the model of a round (odd kills) or at a random instant within the next rounds
+    (even kills: while a trial is created, stored, or a file line written).
+    """
+    mark = directory.parent / "in_round"
+    script = WORKER.format(
+        tests=str(TESTS), directory=str(directory), storage=storage, name=name, target=TARGET
+    )
+    rng = random.Random(seed)
+    for attempt in range(kills):
+        worker = launch(script)
+        if attempt == 0:
+            time.sleep(rng.uniform(0.5, 3.0))
+        else:
+            seen = rows_written(directory)
+            deadline = time.monotonic() + 60
+            while rows_written(directory) <= seen and worker.poll() is None:
+                assert time.monotonic() < deadline, "the worker made no progress"
+                time.sleep(0.01)
+            if attempt % 2:
+                while not mark.exists() and worker.poll() is None:
+                    time.sleep(0.001)
+            else:
+                time.sleep(rng.uniform(0.0, 0.1))
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    final = launch(script)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+
+
+def check_study(study: optuna.Study, directory: Path) -> None:
+    trials = study.get_trials()
+    finished = [t for t in trials if is_finished_round(t)]
+    assert len(finished) == TARGET
+    ids = [t.user_attrs["id"] for t in finished]
+    assert len(set(ids)) == TARGET, "a finished round ran twice"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    attempts = [t for t in trials if "limen:attempt" in t.user_attrs]
+    assert len(attempts) >= 2, "no kill fell inside a round"
+    for attempt in attempts:
+        assert attempt.user_attrs["limen:attempt"] in ("lease expired", "interrupted")
+        retries = [t for t in trials if t.system_attrs.get("limen:retry_of") == attempt.number]
+        assert len(retries) == 1 and retries[0].params == attempt.params
+    with (directory / "results.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == ids
+    assert [int(r["_round_index"]) for r in rows] == [t.number for t in finished]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_on_sqlite(tmp_path):
+    directory = tmp_path / "exp"
+    kill_and_resume(directory, None, "crash", kills=4, seed=1)
+    study = optuna.load_study(study_name="crash", storage=f"sqlite:///{directory / 'study.db'}")
+    check_study(study, directory)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_sigkill_at_random_moments_then_resume_on_postgres(tmp_path, postgres_url):
+    directory = tmp_path / "exp"
+    name = f"crash_{tmp_path.name}"
+    kill_and_resume(directory, postgres_url, name, kills=4, seed=2)
+    check_study(optuna.load_study(study_name=name, storage=postgres_url), directory)
