@@ -46,23 +46,41 @@ def owner_record() -> dict[str, Any]:
 
 
 class Lease:
-    """Keeps a running trial's heartbeat fresh from a background thread.
+    """Keeps the heartbeat of the round this process is running fresh, from one thread.
 
-    The first heartbeat is written before the round starts, so a trial never runs without one.
+    One ``Lease`` serves a whole run: ``hold(trial_id)`` writes the first heartbeat before the
+    round starts (so a trial never runs without one) and the thread renews it every
+    ``interval`` seconds until ``drop()``; ``close()`` stops the thread.
     """
 
-    def __init__(
-        self, storage: LimenStorage, trial_id: int, interval: float = LEASE_INTERVAL_S
-    ) -> None:
+    def __init__(self, storage: LimenStorage, interval: float = LEASE_INTERVAL_S) -> None:
         self.storage = storage
-        self.trial_id = trial_id
         self.interval = interval
+        self._trial_id: int | None = None
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="limen-lease", daemon=True)
+        self._thread.start()
+
+    def hold(self, trial_id: int) -> Lease:
+        """Start keeping ``trial_id`` alive; usable as a context manager that drops it."""
+        self.storage.record_heartbeat(trial_id)
+        with self._lock:
+            self._trial_id = trial_id
+        return self
+
+    def drop(self) -> None:
+        """Stop renewing the current round's lease."""
+        with self._lock:
+            self._trial_id = None
+
+    def close(self) -> None:
+        """Stop the heartbeat thread."""
+        self.drop()
+        self._stop.set()
+        self._thread.join()
 
     def __enter__(self) -> Lease:
-        self.storage.record_heartbeat(self.trial_id)
-        self._thread.start()
         return self
 
     def __exit__(
@@ -71,18 +89,19 @@ class Lease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.drop()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception:
-                # A missed beat only shortens the lease; the round itself goes on.
-                logger.warning("Could not renew the lease of trial %d.", self.trial_id)
-            finally:
-                self.storage.remove_session()
+            with self._lock:
+                trial_id = self._trial_id
+                if trial_id is None:
+                    continue
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:
+                    # A missed beat only shortens the lease; the round itself goes on.
+                    logger.warning("Could not renew the lease of trial %d.", trial_id)
 
 
 def expired_trials(

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from optuna.storages._rdb import models
 from optuna.trial import TrialState
+from sqlalchemy import select
 
 from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
@@ -46,6 +48,8 @@ def claim_waiting(storage: LimenStorage, study_id: int, codec: DomainCodec) -> C
     with ``study.enqueue_trial`` (whose values sit in the ``fixed_params`` system attr).
     Moving WAITING -> RUNNING is atomic in the storage, so two workers never take the same one.
     """
+    if not _has_waiting(storage, study_id):
+        return None
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         if not storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
             continue
@@ -59,6 +63,18 @@ def claim_waiting(storage: LimenStorage, study_id: int, codec: DomainCodec) -> C
         storage.set_trial_system_attr(trial._trial_id, leases.OWNER, leases.owner_record())
         return ClaimedRound(combo, trial._trial_id, trial.number, rid)
     return None
+
+
+def _has_waiting(storage: LimenStorage, study_id: int) -> bool:
+    """One indexed lookup instead of loading every WAITING trial on each round."""
+    trials = models.TrialModel
+    query = (
+        select(trials.trial_id)
+        .where(trials.study_id == study_id, trials.state == TrialState.WAITING)
+        .limit(1)
+    )
+    with storage.engine.connect() as conn:
+        return conn.execute(query).first() is not None
 
 
 class GridProposer:

@@ -92,10 +92,16 @@ def experiment_log(
     trials: Iterable[FrozenTrial], codec: DomainCodec, extra: Mapping[str, Any] | None = None
 ) -> pd.DataFrame:
     """The finished rounds of a study as a DataFrame with decoded (real) parameter values."""
-    rows = []
+    rows, names = [], set()
     for trial in trials:
         if not is_finished_round(trial):
             continue
-        params = codec.decode(trial.params) if trial.params else {}
-        rows.append(round_row(trial, {**params, **(extra or {})}))
-    return pd.DataFrame(rows)
+        params = {**(codec.decode(trial.params) if trial.params else {}), **(extra or {})}
+        names.update(params)
+        rows.append(round_row(trial, params))
+    frame = pd.DataFrame(rows)
+    for name in names:
+        # Parameter values keep their Python objects (None stays None, classes stay classes)
+        # instead of pandas' inference turning None into NaN in text columns.
+        frame[name] = pd.Series([row.get(name) for row in rows], dtype=object)
+    return frame

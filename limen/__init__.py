@@ -15,8 +15,12 @@ _EXPORTS = {
     "Manifest": "limen.experiment.manifest_core",
     "ParamDomain": "limen.experiment.param_domain",
     "Range": "limen.experiment.param_domain",
+    "Trainer": "limen.experiment.trainer.trainer",
+    "Sensor": "limen.experiment.trainer.sensor",
+    "ReconstructionError": "limen.experiment.trainer.errors",
+    "Log": "limen.log.log",
 }
-_SUBMODULES = ("data", "experiment", "metrics", "sfd", "utils", "adapters")
+_SUBMODULES = ("adapters", "data", "experiment", "log", "metrics", "sfd", "utils")
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 

@@ -116,7 +116,7 @@ def test_a_lease_older_than_the_grace_period_expires(tmp_path):
     ]
 
 
-def test_a_lease_keeps_beating_while_the_round_runs(tmp_path):
+def test_a_lease_keeps_beating_while_the_round_runs_and_stops_after(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     study = optuna.create_study(storage=storage, study_name="s")
     dist = {"x": optuna.distributions.IntDistribution(0, 3)}
@@ -124,9 +124,15 @@ def test_a_lease_keeps_beating_while_the_round_runs(tmp_path):
     trial_id, _ = storage.create_running_trial(
         study._study_id, {"x": 1.0}, dist, system_attrs={leases.OWNER: remote}
     )
-    with leases.Lease(storage, trial_id, interval=0.2):
-        time.sleep(1.5)
-        assert leases.expired_trials(storage, study._study_id, grace=1) == []
+    lease = leases.Lease(storage, interval=0.2)
+    try:
+        with lease.hold(trial_id):
+            time.sleep(2.5)
+            assert leases.expired_trials(storage, study._study_id, grace=1) == []
+        time.sleep(2.5)
+        assert len(leases.expired_trials(storage, study._study_id, grace=1)) == 1
+    finally:
+        lease.close()
 
 
 def test_two_reapers_requeue_a_dead_round_once(tmp_path):

@@ -321,3 +321,13 @@ def test_resume_when_everything_is_finished_runs_nothing(tmp_path):
     loop.run("toy", n_permutations=5, resume=True, progress_bar=False)
     assert toy_sfd.SEEN == []
     assert len(loop.experiment_log) == 5
+
+
+def test_the_log_attribute_analyses_the_run_and_none_values_stay_none(tmp_path):
+    def params():
+        return {**toy_sfd.params(), "weight": [None, "balanced"]}
+
+    loop = make_loop(tmp_path)
+    log = loop.run("toy", n_permutations=8, params=params, progress_bar=False)
+    assert set(log["weight"]) <= {None, "balanced"}
+    assert len(loop.log.experiment_log) == 8

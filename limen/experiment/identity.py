@@ -109,6 +109,22 @@ def source_hash(obj: Any) -> str | None:
         return None
 
 
+def data_fingerprint(data: Any) -> str | None:
+    """SHA-256 of a DataFrame's values, index, column names and dtypes (None for other data).
+
+    Stored with the study so a later rebuild can tell that the data it gets is not the data
+    the rounds ran on.
+    """
+    import pandas as pd
+
+    if not isinstance(data, pd.DataFrame):
+        return None
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in data.dtypes.items()]).encode("utf-8"))
+    digest.update(pd.util.hash_pandas_object(data, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _space_entry(values: Any) -> Any:
     if isinstance(values, list):
         return [_typed_token(v) for v in values]

@@ -1,1 +1,11 @@
 """Rebuild winning rounds into portable Sensors: Trainer, Sensor, ReconstructionError."""
+
+from limen.experiment.trainer.errors import (
+    MetricMismatch,
+    ReconstructionError,
+    SensorIntegrityError,
+)
+from limen.experiment.trainer.sensor import Sensor
+from limen.experiment.trainer.trainer import Trainer
+
+__all__ = ["MetricMismatch", "ReconstructionError", "Sensor", "SensorIntegrityError", "Trainer"]

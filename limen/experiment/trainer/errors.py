@@ -1,0 +1,53 @@
+"""Errors of the Trainer and the Sensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricMismatch:
+    """One metric whose rebuilt value differs from the stored one beyond the tolerance."""
+
+    metric: str
+    stored: float | None
+    rebuilt: float | None
+
+    def __str__(self) -> str:
+        return f"{self.metric}: stored={self.stored!r}, rebuilt={self.rebuilt!r}"
+
+
+class ReconstructionError(Exception):
+    """A round rebuilt from its stored parameters does not reproduce its stored metrics.
+
+    Attributes:
+        round_id: The 64-hex id of the round.
+        trial_number: The round's trial number in the study.
+        mismatches: Every metric that differs, with both values.
+        causes: The likely causes, those detected first.
+    """
+
+    def __init__(
+        self,
+        round_id: str,
+        trial_number: int,
+        mismatches: list[MetricMismatch],
+        causes: list[str],
+    ) -> None:
+        self.round_id = round_id
+        self.trial_number = trial_number
+        self.mismatches = list(mismatches)
+        self.causes = list(causes)
+        differing = "; ".join(str(m) for m in self.mismatches)
+        reasons = "\n".join(f"  - {cause}" for cause in self.causes)
+        super().__init__(
+            f"Round {round_id} (trial {trial_number}) does not reproduce its stored metrics: "
+            f"{differing}.\nLikely causes:\n{reasons}"
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, list[MetricMismatch], list[str]]]:
+        return type(self), (self.round_id, self.trial_number, self.mismatches, self.causes)
+
+
+class SensorIntegrityError(ValueError):
+    """A Sensor file is not a Limen Sensor file, is damaged, or was changed after it was saved."""

@@ -1,0 +1,502 @@
+"""Log: read an experiment's study back as a researcher's table, statistics and plots.
+
+A ``Log`` is a snapshot of the study taken when it is created: build a new one to see rounds
+finished since. Parameter values are decoded to the real objects (functions, classes) when the
+SFD that ran the experiment can be imported and its parameter space is unchanged; otherwise
+they are the readable tokens the study stores, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import InMemoryStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from scipy.stats import rankdata
+
+from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
+from limen.experiment.identity import value_token
+from limen.experiment.trainer.study_source import (
+    ATTR,
+    import_sfd,
+    metric_value,
+    objective_of,
+    rank_rounds,
+    resolve_metric,
+    resolve_study_source,
+    study_codec,
+)
+from limen.log.plots import PLOT_KINDS, write_plot
+
+if TYPE_CHECKING:
+    from limen.experiment.experiment_core import UniversalExperimentLoop
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEADS = (0.99, 0.75, 0.5, 0.25, 0.01)
+CORRELATION_METHODS = ("spearman", "pearson")
+EXPORT_FORMATS = ("csv", "parquet")
+RATE_WINDOW = 100
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an experiment is.
+
+    Attributes:
+        states: Rounds by state (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``);
+            attempts that reached no outcome are counted in ``interrupted`` instead.
+        interrupted: Attempts stopped before an outcome (their parameters run again).
+        finished: Rounds whose outcome is known (they count towards the target).
+        target: The number of finished rounds the experiment was asked for, when recorded.
+        rounds_per_minute: Wall-clock rate over the last (up to 100) finished rounds.
+        mean_execution_time: Mean seconds per finished round.
+        eta_seconds: Time left at that rate (from the mean execution time when there is no
+            rate); 0 when the target is reached; None when unknown.
+    """
+
+    states: dict[str, int]
+    interrupted: int
+    finished: int
+    target: int | None
+    rounds_per_minute: float | None
+    mean_execution_time: float | None
+    eta_seconds: float | None
+
+
+class Log:
+    """Analysis of an experiment: decoded log, best rounds, correlations, importance, plots.
+
+    Args:
+        source: A ``UniversalExperimentLoop`` after ``run()``, an experiment directory, or a
+            storage URL (with ``study_name`` when it holds several studies).
+        study_name: The study's name, when ``source`` is a URL or to override the directory's.
+        sfd: The SFD module, to decode parameters when it cannot be imported by name.
+    """
+
+    def __init__(
+        self,
+        source: UniversalExperimentLoop | str | os.PathLike[str],
+        study_name: str | None = None,
+        *,
+        sfd: Any = None,
+    ) -> None:
+        if hasattr(source, "study") and hasattr(source, "sfd"):
+            if source.study is None:
+                raise ValueError(
+                    "The UniversalExperimentLoop given to Log has not run yet: call run() first, "
+                    "or pass its experiment directory."
+                )
+            self.study: optuna.Study = source.study
+            self.directory: Path | None = source.results_dir
+            sfd = source.sfd if sfd is None else sfd
+        else:
+            located = resolve_study_source(source, study_name)
+            self.study = located.load_study()
+            self.directory = located.directory
+            if sfd is None:
+                sfd = _import_quietly(self.study, located.directory)
+        self.trials: tuple[FrozenTrial, ...] = tuple(self.study.get_trials(deepcopy=False))
+        codec = None if sfd is None else study_codec(sfd, self.study)
+        if sfd is not None and codec is None:
+            logger.warning(
+                "The parameter space of the SFD differs from the study's: parameters are shown "
+                "as the tokens the study stores."
+            )
+        self.decoded = codec is not None
+        context = self.study.user_attrs.get(ATTR + "context_params") or {}
+        self.experiment_log: pd.DataFrame = experiment_log(
+            self.trials, codec or _StoredValues(), context
+        )
+        self.param_names: list[str] = list(dict.fromkeys(k for t in self.trials for k in t.params))
+        self._metric_studies: dict[tuple[str, str], optuna.Study] = {}
+
+    # -------------------------------------------------------------------------- tables
+
+    def best(
+        self, n: int = 5, metric: str | None = None, direction: str | None = None
+    ) -> pd.DataFrame:
+        """The ``n`` best completed rounds as rows of ``experiment_log``, best first.
+
+        ``metric`` defaults to the study's (first) objective; ``direction`` is needed only for
+        a metric that is not an objective.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"The 'n' parameter of Log.best must be an int >= 1. Got {n!r}.")
+        metric, direction = resolve_metric(self.study, metric, direction, "Log.best")
+        ranked = rank_rounds(self.trials, metric, direction)
+        if not ranked:
+            raise ValueError(
+                f"Study {self.study.study_name!r} has no completed round with a numeric "
+                f"{metric!r}: run the experiment first."
+            )
+        numbers = [trial.number for trial in ranked[:n]]
+        rows = self.experiment_log.set_index("_round_index", drop=False)
+        return rows.loc[numbers].reset_index(drop=True)
+
+    def readable_log(self) -> pd.DataFrame:
+        """``experiment_log`` with every object value as its readable token (for files)."""
+        frame = self.experiment_log.copy()
+        for column in frame.columns:
+            if frame[column].dtype == object:
+                frame[column] = frame[column].map(
+                    lambda v: None if _missing(v) else str(value_token(v))
+                )
+        return frame
+
+    def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Write ``readable_log()`` to ``path`` as ``csv`` or ``parquet`` (default: suffix)."""
+        path = Path(path)
+        fmt = format or path.suffix.lstrip(".").lower()
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(
+                f"The 'format' parameter of Log.export must be one of {list(EXPORT_FORMATS)} "
+                f"(or the suffix of path). Got {fmt!r} instead."
+            )
+        frame = self.readable_log()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+        except ImportError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ImportError(
+                f"Writing parquet needs pyarrow ({exc}): pip install 'limen[parquet]', or "
+                "export as csv."
+            ) from exc
+        os.replace(tmp, path)
+        return path
+
+    # ---------------------------------------------------------------------- statistics
+
+    def parameter_correlation(
+        self,
+        metric: str,
+        *,
+        cols_to_drop: Sequence[str] | None = None,
+        sort_key: str | None = None,
+        sort_ascending: bool | None = None,
+        heads: Sequence[float | int] | None = None,
+        method: str = "spearman",
+        n_boot: int = 300,
+        min_n: int = 10,
+        random_state: int = 0,
+    ) -> pd.DataFrame:
+        """How each parameter correlates with ``metric`` among the best rounds, with bootstrap CIs.
+
+        Rounds with a value of ``metric`` are sorted by ``sort_key`` (default ``metric``; best
+        first: descending, or ascending for a minimised objective unless ``sort_ascending``
+        says otherwise). Each head is a cohort of the top rounds: a float in (0, 1] is a share,
+        an int a count; cohorts smaller than ``min_n`` are skipped. Within a cohort each
+        parameter's correlation with the metric is computed, then re-computed on ``n_boot``
+        bootstrap resamples. Numeric parameters enter as they are; any other parameter as one
+        0/1 column per value (``scaler=sklearn.preprocessing.StandardScaler``); parameters
+        constant over the rounds are left out.
+
+        Returns:
+            Indexed by ``(cohort_pct, feature)``: ``n_rows, corr, corr_med, ci_lo, ci_hi,
+            sign_stability`` (share of resamples whose sign agrees with ``corr_med``); cohorts
+            in ``heads`` order, features by ``|corr_med|``, largest first.
+        """
+        owner = "Log.parameter_correlation"
+        if method not in CORRELATION_METHODS:
+            raise ValueError(
+                f"The 'method' parameter of {owner} must be one of {list(CORRELATION_METHODS)}. "
+                f"Got {method!r} instead."
+            )
+        for name, value, low in (("n_boot", n_boot, 1), ("min_n", min_n, 2)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(
+                    f"The {name!r} parameter of {owner} must be an int >= {low}. Got {value!r}."
+                )
+        log = self.experiment_log
+        key = sort_key or metric
+        for name, column in (("metric", metric), ("sort_key", key)):
+            if column not in log.columns:
+                raise ValueError(
+                    f"The {name!r} parameter of {owner} names {column!r}, which is not a column "
+                    f"of experiment_log; columns: {list(log.columns)}."
+                )
+        if sort_ascending is None:
+            sort_ascending = dict(objective_of(self.study)).get(key) == "minimize"
+        features = _drop_columns(self._parameter_features(), cols_to_drop or ())
+        frame = features.assign(
+            __metric=pd.to_numeric(log[metric], errors="coerce"),
+            __key=pd.to_numeric(log[key], errors="coerce"),
+        ).dropna(subset=["__metric"])
+        if frame.empty:
+            raise ValueError(
+                f"{owner}: no rows remain after dropping rounds without a numeric {metric!r}."
+            )
+        frame = frame.sort_values("__key", ascending=sort_ascending, kind="mergesort")
+        names = [c for c in features.columns if frame[c].nunique(dropna=True) > 1]
+        if not names:
+            raise ValueError(
+                f"{owner}: no parameter varies over the rounds with a numeric {metric!r}."
+            )
+        rng = np.random.default_rng(random_state)
+        total = len(frame)
+        blocks = []
+        for size in _cohort_sizes(heads, total, owner):
+            if size < min_n:
+                continue
+            cohort = frame.head(size)
+            block = _cohort_correlations(cohort, names, method, n_boot, rng)
+            if not block.empty:
+                block.insert(0, "cohort_pct", round(100 * size / total))
+                blocks.append(block)
+        if not blocks:
+            raise ValueError(
+                f"{owner}: no cohort produced results ({total} rounds; check heads and min_n)."
+            )
+        return pd.concat(blocks).set_index(["cohort_pct", "feature"])
+
+    def parameter_importance(
+        self,
+        metric: str | None = None,
+        direction: str | None = None,
+        *,
+        evaluator: optuna.importance.BaseImportanceEvaluator | None = None,
+    ) -> pd.Series:
+        """Each parameter's importance for ``metric`` by Optuna's evaluator (sums to 1).
+
+        ``metric`` defaults to the study's objective; ``evaluator`` to Optuna's default
+        (PED-ANOVA); pass ``optuna.importance.FanovaImportanceEvaluator()`` for fANOVA.
+        """
+        study, _ = self._metric_study(metric, direction, "Log.parameter_importance")
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        return pd.Series(importances, name="importance", dtype=float)
+
+    def progress(self) -> Progress:
+        """Rounds by state, the target, the rate and the time left."""
+        states = dict.fromkeys(STATES, 0)
+        interrupted = 0
+        for trial in self.trials:
+            if trial.state == TrialState.FAIL and ATTEMPT in trial.user_attrs:
+                interrupted += 1
+            else:
+                states[trial.state.name] = states.get(trial.state.name, 0) + 1
+        finished = [t for t in self.trials if is_finished_round(t)]
+        target = self.study.user_attrs.get(ATTR + "n_permutations")
+        times = [
+            float(t.user_attrs[EXECUTION_TIME])
+            for t in finished
+            if isinstance(t.user_attrs.get(EXECUTION_TIME), int | float)
+        ]
+        mean_time = sum(times) / len(times) if times else None
+        rate = _recent_rate(finished)
+        eta = None
+        if isinstance(target, int):
+            remaining = max(target - len(finished), 0)
+            if remaining == 0:
+                eta = 0.0
+            elif rate:
+                eta = remaining / rate * 60
+            elif mean_time is not None:
+                eta = remaining * mean_time
+        return Progress(states, interrupted, len(finished), target, rate, mean_time, eta)
+
+    # --------------------------------------------------------------------------- plots
+
+    def plot(
+        self,
+        kind: str,
+        path: str | os.PathLike[str],
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> Path:
+        """Write one plot as a PNG file and return its path.
+
+        ``kind`` is ``optimization_history``, ``param_importances``, ``parallel_coordinate``
+        or ``slice``; ``metric`` defaults to the study's objective.
+        """
+        study, name = self._metric_study(metric, direction, "Log.plot")
+        return write_plot(study, kind, Path(path), name)
+
+    def plot_all(
+        self,
+        out_dir: str | os.PathLike[str],
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> dict[str, Path]:
+        """Write every plot as ``<out_dir>/<kind>.png``; returns kind -> path."""
+        out = Path(out_dir)
+        return {
+            kind: self.plot(kind, out / f"{kind}.png", metric, direction) for kind in PLOT_KINDS
+        }
+
+    # ------------------------------------------------------------------------ internals
+
+    def _metric_study(
+        self, metric: str | None, direction: str | None, owner: str
+    ) -> tuple[optuna.Study, str]:
+        """A single-objective study whose values are ``metric``: the study itself if it is."""
+        metric, direction = resolve_metric(self.study, metric, direction, owner)
+        if not rank_rounds(self.trials, metric, direction):
+            raise ValueError(
+                f"{owner}: study {self.study.study_name!r} has no completed round with a "
+                f"numeric {metric!r}: run the experiment first."
+            )
+        objective = objective_of(self.study)
+        if len(self.study.directions) == 1 and objective and objective[0] == (metric, direction):
+            return self.study, metric
+        cached = self._metric_studies.get((metric, direction))
+        if cached is not None:
+            return cached, metric
+        rounds = [
+            create_trial(params=t.params, distributions=t.distributions, value=value)
+            for t in self.trials
+            if t.state == TrialState.COMPLETE and (value := metric_value(t, metric)) is not None
+        ]
+        storage = InMemoryStorage()
+        name = f"{self.study.study_name}:{metric}"
+        storage.create_new_study([StudyDirection[direction.upper()]], name)
+        study = optuna.Study(study_name=name, storage=storage)
+        study.add_trials(rounds)
+        self._metric_studies[(metric, direction)] = study
+        return study, metric
+
+    def _parameter_features(self) -> pd.DataFrame:
+        """Parameters as numeric columns: numbers as they are, other values one-hot."""
+        log = self.experiment_log
+        columns: dict[str, pd.Series] = {}
+        for name in self.param_names:
+            values = log[name]
+            present = [v for v in values if not _missing(v)]
+            if present and all(_is_number(v) for v in present):
+                columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
+                if len(present) < len(values):
+                    columns[f"{name}=None"] = values.map(_missing).astype(float)
+                continue
+            tokens = values.map(lambda v: "None" if _missing(v) else str(value_token(v)))
+            for token in dict.fromkeys(tokens):
+                columns[f"{name}={token}"] = (tokens == token).astype(float)
+        return pd.DataFrame(columns, index=log.index)
+
+
+class _StoredValues:
+    """Stands in for the codec when the SFD is unavailable: parameters as stored."""
+
+    def decode(self, stored: dict[str, Any]) -> dict[str, Any]:
+        return dict(stored)
+
+
+def _import_quietly(study: optuna.Study, directory: Path | None) -> Any:
+    name = study.user_attrs.get(ATTR + "sfd_module")
+    if not name:
+        return None
+    try:
+        return import_sfd(name, directory)
+    except ImportError as exc:
+        logger.warning("%s Parameters are shown as the tokens the study stores.", exc)
+        return None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _drop_columns(features: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:
+    """``features`` without the named columns or parameters (all of a parameter's values)."""
+    doomed = [c for c in features.columns if c in drop or c.split("=", 1)[0] in drop]
+    return features.drop(columns=doomed)
+
+
+def _cohort_sizes(heads: Sequence[float | int] | None, total: int, owner: str) -> list[int]:
+    sizes = []
+    for head in DEFAULT_HEADS if heads is None else heads:
+        if isinstance(head, bool) or not isinstance(head, int | float) or head <= 0:
+            raise ValueError(
+                f"The 'heads' parameter of {owner} must hold shares in (0, 1] or counts >= 1. "
+                f"Got {head!r} instead."
+            )
+        size = max(int(total * head), 1) if isinstance(head, float) and head <= 1 else int(head)
+        sizes.append(min(size, total))
+    return sizes
+
+
+def _cohort_correlations(
+    cohort: pd.DataFrame,
+    names: list[str],
+    method: str,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    metric = cohort["__metric"].to_numpy(dtype=float)
+    rows = []
+    for name in names:
+        x = cohort[name].to_numpy(dtype=float)
+        valid = np.isfinite(x) & np.isfinite(metric)
+        xv, yv = x[valid], metric[valid]
+        if len(xv) < 3 or np.ptp(xv) == 0 or np.ptp(yv) == 0:
+            continue
+        corr = float(_rowwise_corr(xv[None, :], yv[None, :], method)[0])
+        picks = rng.integers(0, len(xv), size=(n_boot, len(xv)))
+        boots = _rowwise_corr(xv[picks], yv[picks], method)
+        boots = boots[np.isfinite(boots)]
+        median = float(np.median(boots)) if boots.size else math.nan
+        rows.append(
+            {
+                "feature": name,
+                "n_rows": len(xv),
+                "corr": corr,
+                "corr_med": median,
+                "ci_lo": float(np.percentile(boots, 2.5)) if boots.size else math.nan,
+                "ci_hi": float(np.percentile(boots, 97.5)) if boots.size else math.nan,
+                "sign_stability": float(np.mean(np.sign(boots) == np.sign(median)))
+                if boots.size
+                else math.nan,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    order = frame["corr_med"].abs().sort_values(ascending=False, kind="mergesort").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def _rowwise_corr(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    """The correlation of each row of ``x`` with the same row of ``y`` (NaN when constant)."""
+    if method == "spearman":
+        x, y = rankdata(x, axis=1), rankdata(y, axis=1)
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = (xc * yc).sum(axis=1) / denominator
+    result[denominator == 0] = np.nan
+    return result
+
+
+def _recent_rate(finished: Sequence[FrozenTrial]) -> float | None:
+    """Finished rounds per minute of wall-clock time over the most recent ones."""
+    timed = sorted(
+        (t for t in finished if t.datetime_start and t.datetime_complete),
+        key=lambda t: t.datetime_complete,
+    )[-RATE_WINDOW:]
+    if len(timed) < 2:
+        return None
+    start: datetime = min(t.datetime_start for t in timed)
+    span = (timed[-1].datetime_complete - start).total_seconds()
+    return len(timed) / span * 60 if span > 0 else None
