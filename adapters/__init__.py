@@ -1,1 +1,1 @@
-"""Optuna-backed implementations of the ports in `limen.experiment` (installed as limen.adapters)."""
+"""Optuna-backed implementations of the ports in limen.experiment (installed as limen.adapters)."""
