@@ -19,7 +19,7 @@ from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.grid import GridSpace
-from limen.adapters.storage import LimenStorage
+from limen.adapters.storage import LimenStorage, RoundSpec
 from limen.experiment.identity import round_id
 
 
@@ -109,18 +109,31 @@ class GridProposer:
         return self.space.total
 
     def claim(self) -> ClaimedRound | None:
-        """Take the next grid position and create its trial; None once the grid is spent."""
-        position = self.storage.claim_sequence(self.study_id, self.COUNTER)
-        if position >= self.space.total:
+        """Take the next grid position and create its trial; None once the grid is spent.
+
+        The position and the trial commit in one transaction: a crash can neither lose a
+        position nor leave a trial without one.
+        """
+        chosen: dict[int, tuple[dict[str, Any], str]] = {}
+
+        def build(position: int) -> RoundSpec | None:
+            if position >= self.space.total:
+                return None
+            indices = self.space.decode(self.space.index_at(position))
+            pairs = zip(self.params.items(), indices, strict=True)
+            combo = {name: values[i] for (name, values), i in pairs}
+            rid = round_id(combo)
+            chosen[position] = (combo, rid)
+            return (
+                self.codec.to_internal(combo),
+                self.codec.distributions,
+                {trial_attrs.ROUND_ID: rid, trial_attrs.GRID_POSITION: position},
+                {leases.OWNER: leases.owner_record()},
+            )
+
+        claimed = self.storage.claim_running_trial(self.study_id, self.COUNTER, build)
+        if claimed is None:
             return None
-        indices = self.space.decode(self.space.index_at(position))
-        combo = {k: values[i] for (k, values), i in zip(self.params.items(), indices, strict=True)}
-        rid = round_id(combo)
-        trial_id, number = self.storage.create_running_trial(
-            self.study_id,
-            self.codec.to_internal(combo),
-            self.codec.distributions,
-            user_attrs={trial_attrs.ROUND_ID: rid, trial_attrs.GRID_POSITION: position},
-            system_attrs={leases.OWNER: leases.owner_record()},
-        )
+        position, trial_id, number = claimed
+        combo, rid = chosen[position]
         return ClaimedRound(combo, trial_id, number, rid)

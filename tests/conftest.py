@@ -1,0 +1,134 @@
+"""Shared fixtures: private PostgreSQL and MySQL/MariaDB databases for storage-backed tests.
+
+The servers come from ``LIMEN_TEST_POSTGRES_URL`` and ``LIMEN_TEST_MYSQL_URL`` (``.ci/run`` sets
+both to the local servers); a test that needs one is skipped, with the reason, when its variable
+is unset. The servers are shared with other people running tests at the same time, so each test
+session creates its own uniquely named database on first use and drops it at the end; nothing
+outside that database is touched.
+
+Fixtures:
+    ``sqlite_url`` (function): URL of a new SQLite file in ``tmp_path`` that already holds
+    Optuna's empty schema (copied from a per-session template: creating the tables costs ~0.3 s).
+    ``postgres_url`` / ``mysql_url`` (session): URL of this session's private database. Tests
+    share it, so give studies unique names (``unique_study_name``) and do not assume it is empty.
+    ``empty_postgres_url`` / ``empty_mysql_url`` (function): the same database with every Optuna
+    table emptied before the test, for tests that need a storage holding no study at all.
+    ``storage_url`` (function, parametrized): an empty database on each backend in turn,
+    ``sqlite_url``, then ``empty_postgres_url`` and ``empty_mysql_url`` (ids ``sqlite``,
+    ``postgres``, ``mysql``; marked ``postgres`` / ``mysql``), to run one test on all three.
+    ``unique_study_name`` (function): a study name no other test uses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+
+POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
+MYSQL_ENV = "LIMEN_TEST_MYSQL_URL"
+
+
+def _server_url(env: str) -> str:
+    url = os.environ.get(env)
+    if not url:
+        pytest.skip(f"{env} is not set: no database server to test against (.ci/run sets it)")
+    return url
+
+
+def _scratch_database(server_url: str) -> Iterator[str]:
+    """Create a uniquely named database on the server, yield its URL, drop it afterwards."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"limen_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        # FORCE ends connections a test left open (PostgreSQL refuses to drop otherwise).
+        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
+        admin.dispose()
+
+
+def _empty_optuna_tables(url: str) -> str:
+    """Delete every row of Optuna's data tables (schema and version rows stay); return ``url``."""
+    engine = create_engine(url)
+    try:
+        existing = set(inspect(engine).get_table_names())
+        with engine.begin() as conn:
+            for table in reversed(models.BaseModel.metadata.sorted_tables):
+                if table.name in existing and table.name != "version_info":
+                    conn.execute(table.delete())
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "study.db"
+    RDBStorage(f"sqlite:///{path}").engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
+    """URL of a fresh SQLite file in ``tmp_path`` holding Optuna's empty schema."""
+    path = tmp_path / "study.db"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL database private to this test session (skips without a server)."""
+    yield from _scratch_database(_server_url(POSTGRES_ENV))
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """URL of a MySQL/MariaDB database private to this test session (skips without a server)."""
+    yield from _scratch_database(_server_url(MYSQL_ENV))
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> str:
+    """``postgres_url`` with no study in it: Optuna's tables are emptied before the test."""
+    return _empty_optuna_tables(postgres_url)
+
+
+@pytest.fixture
+def empty_mysql_url(mysql_url: str) -> str:
+    """``mysql_url`` with no study in it: Optuna's tables are emptied before the test."""
+    return _empty_optuna_tables(mysql_url)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def storage_url(request: pytest.FixtureRequest) -> str:
+    """An empty database URL on SQLite, PostgreSQL and MySQL/MariaDB in turn."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue(f"empty_{request.param}_url")
+
+
+@pytest.fixture
+def unique_study_name(request: pytest.FixtureRequest) -> str:
+    """A study name unique to this test, safe in a database other tests share."""
+    return f"{request.node.name[:200]}-{uuid.uuid4().hex[:12]}"
