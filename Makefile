@@ -1,29 +1,40 @@
 # `make run` and `make test` each set themselves up on a fresh machine: they create .venv when it
-# is missing and (re)install the project into it whenever pyproject.toml changes.
+# is missing and (re)install the project into it whenever pyproject.toml changes. `make run`
+# needs only the package; `make test` adds the test and optional-strategy dependencies.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.limen-installed
+RUN_STAMP := $(VENV)/.limen-run
+TEST_STAMP := $(VENV)/.limen-test
 DEMO_DIR := runs/demo
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: run test lint clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	# The CPU build of torch (for the GP strategy), so pip never pulls a CUDA build.
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	touch $(RUN_STAMP) $(TEST_STAMP)
 
 # The demo: a 50-round sweep of the logreg_binary SFD on embedded synthetic klines, stored in
 # runs/demo/study.db (SQLite). Each `make run` starts the demo afresh.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/limen run --sfd logreg_binary --test-mode -n 50 --experiment-dir $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

@@ -7,6 +7,7 @@ the round or a RUNNING trial whose parameters can be queued again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,6 +64,38 @@ def claim_waiting(storage: LimenStorage, study_id: int, codec: DomainCodec) -> C
         storage.set_trial_system_attr(trial._trial_id, leases.OWNER, leases.owner_record())
         return ClaimedRound(combo, trial._trial_id, trial.number, rid)
     return None
+
+
+class WaitingQueue:
+    """The study's WAITING trials as a round source, polled at most every ``poll`` seconds.
+
+    Looking for WAITING trials costs a scan of the study's trials, so an empty queue is asked
+    again only after ``poll`` seconds or after ``wake()`` (this process queued something).
+    Queues filled by other processes are seen within ``poll`` seconds.
+    """
+
+    def __init__(
+        self, storage: LimenStorage, study_id: int, codec: DomainCodec, poll: float = 2.0
+    ) -> None:
+        self.storage = storage
+        self.study_id = study_id
+        self.codec = codec
+        self.poll = poll
+        self._next_poll = 0.0
+
+    def wake(self) -> None:
+        """Look at the queue on the next ``claim``."""
+        self._next_poll = 0.0
+
+    def claim(self) -> ClaimedRound | None:
+        """The oldest WAITING trial as this process's round, or None."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return None
+        claimed = claim_waiting(self.storage, self.study_id, self.codec)
+        if claimed is None:
+            self._next_poll = now + self.poll
+        return claimed
 
 
 def _has_waiting(storage: LimenStorage, study_id: int) -> bool:

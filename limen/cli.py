@@ -6,8 +6,10 @@ Exit codes: 0 ok, 1 the experiment failed, 2 the command line was wrong.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,13 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an SFD for N rounds; each round is stored as a trial in the study.",
     )
     run.add_argument(
+        "config", nargs="?", help="an experiment config file (.toml, .yaml) instead of --sfd"
+    )
+    run.add_argument(
         "--sfd",
-        required=True,
         help="a foundational SFD (logreg_binary, random_binary, gbm_regressor), a module path "
         "(mypackage.my_sfd) or a .py file",
     )
+    run.add_argument("--strategy", help="search strategy: a name (tpe, random, ...) or a file")
+    run.add_argument("--pruner", help="Optuna pruner name (median, hyperband, ...)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set strategy.n_startup_trials=5 (repeatable)",
+    )
     run.add_argument("--test-mode", action="store_true", help="use the manifest's test data")
-    run.add_argument("-n", "--n-permutations", type=int, default=100, help="rounds (default 100)")
+    run.add_argument("-n", "--n-permutations", type=int, help="rounds (default 100)")
     run.add_argument(
         "--experiment-dir", help="results directory (default ./limen-runs/<experiment name>)"
     )
@@ -66,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("-n", "--n-permutations", type=int, help="new target (default: stored)")
     resume.add_argument("--storage", help="SQLAlchemy URL, when the study is not in the directory")
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="open the study in optuna-dashboard",
+        description="Serve optuna-dashboard on an experiment's study, with its round artifacts.",
+    )
+    dashboard.add_argument(
+        "location", metavar="DIR|URL", help="an experiment directory or a storage URL"
+    )
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    dashboard.add_argument("--study", help="the study to open (default: the experiment's)")
+    dashboard.add_argument("--artifact-dir", help="artifact folder (default DIR/artifacts)")
+    add_product_commands(sub)
     return parser
 
 
@@ -79,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
+        if args.command in PRODUCT_COMMANDS:
+            return command_product(args)
+        if args.command == "dashboard":
+            return command_dashboard(args)
         if args.command == "run":
             return command_run(args)
         return command_resume(args)
@@ -91,33 +122,81 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    """``limen run``: build the loop from the arguments and run it."""
+    """``limen run``: build the loop from a config file and/or the arguments and run it."""
     from limen.experiment.experiment_core import UniversalExperimentLoop
     from limen.sfd.loader import load_sfd
 
+    config = run_config(args)
     try:
-        sfd = load_sfd(args.sfd)
+        sfd = load_sfd(config.sfd)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if args.n_permutations <= 0:
-        raise UsageError(f"-n must be >= 1. Got {args.n_permutations} instead.")
-    name = args.name or (Path(args.experiment_dir).name if args.experiment_dir else args.sfd)
-    name = Path(name).stem if name.endswith(".py") else name.rsplit(".", 1)[-1]
+    if config.n_permutations <= 0:
+        raise UsageError(f"-n must be >= 1. Got {config.n_permutations} instead.")
     loop = UniversalExperimentLoop(
         sfd=sfd,
-        test_mode=args.test_mode,
-        experiment_dir=args.experiment_dir,
-        storage=args.storage,
+        test_mode=config.test_mode,
+        experiment_dir=config.experiment_dir,
+        storage=config.storage,
+        objective=config.objective,
+        direction=config.direction,
+        search_strategy=config.strategy,
+        pruner=config.pruner,
+        feedback_interval=config.feedback_interval,
+        checkpoint_interval=config.checkpoint_interval,
     )
     loop.run(
-        name,
-        n_permutations=args.n_permutations,
-        random_search=not args.index_order,
-        seed=args.seed,
+        config.experiment_name(),
+        n_permutations=config.n_permutations,
+        random_search=config.random_search,
+        seed=config.seed,
         progress_bar=not args.no_progress,
     )
     report(loop)
     return EXIT_OK
+
+
+def run_config(args: argparse.Namespace) -> Any:
+    """The experiment config of ``limen run``: the file, then the flags, then ``--set``."""
+    from limen.experiment.config import load_config, read_config_file
+
+    if (args.config is None) == (args.sfd is None):
+        raise UsageError("Give an experiment config file or --sfd MODULE (one of the two).")
+    try:
+        document = read_config_file(args.config) if args.config else {"sfd": args.sfd}
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise UsageError(str(exc)) from exc
+    flags = {
+        "sfd": args.sfd,
+        "name": args.name,
+        "experiment_dir": args.experiment_dir,
+        "storage": args.storage,
+        "seed": args.seed,
+        "n_permutations": args.n_permutations,
+        "pruner": args.pruner,
+        "test_mode": args.test_mode or None,
+        "random_search": False if args.index_order else None,
+    }
+    document.update({k: v for k, v in flags.items() if v is not None})
+    if args.strategy:
+        document["strategy"] = _strategy_flag(args.strategy)
+    try:
+        return load_config(document, args.overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _strategy_flag(value: str) -> Any:
+    """``--strategy``: a registered name, or a file whose ``[strategy]`` table (or whole) counts."""
+    from limen.experiment.config import CONFIG_SUFFIXES, read_config_file
+
+    if not value.lower().endswith(CONFIG_SUFFIXES):
+        return value
+    try:
+        document = read_config_file(value)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise UsageError(str(exc)) from exc
+    return document.get("strategy", document)
 
 
 def command_resume(args: argparse.Namespace) -> int:
@@ -141,6 +220,23 @@ def command_resume(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress,
     )
     report(loop)
+    return EXIT_OK
+
+
+def command_dashboard(args: argparse.Namespace) -> int:
+    """``limen dashboard DIR|URL``: serve optuna-dashboard on the study until Ctrl-C."""
+    from limen.adapters.dashboard import DashboardError, resolve_target, serve
+
+    def announce(url: str) -> None:
+        print(f"optuna-dashboard: {url}  (Ctrl-C to stop)", flush=True)
+
+    try:
+        target = resolve_target(
+            args.location, study_name=args.study, artifact_dir=args.artifact_dir
+        )
+        serve(target, host=args.host, port=args.port, on_ready=announce)
+    except DashboardError as exc:
+        raise UsageError(str(exc)) from exc
     return EXIT_OK
 
 
@@ -193,6 +289,292 @@ def report(loop: Any) -> None:
 
 def _db_note(directory: Path) -> str:
     return ", study.db" if (directory / "study.db").exists() else ""
+
+
+# -------------------------------------------------- products: train, predict, status, export, plot
+
+PRODUCT_COMMANDS = ("train", "predict", "status", "export", "plot")
+
+
+def add_product_commands(sub: Any) -> None:
+    """Add the commands that turn a study into products: train, predict, status, export, plot."""
+    train = sub.add_parser(
+        "train",
+        help="rebuild the best rounds as Sensor files",
+        description="Rebuild rounds, check they reproduce their stored metrics, refit them on "
+        "all data and save each as a Sensor file in --out.",
+    )
+    _add_experiment_args(train)
+    picks = train.add_mutually_exclusive_group(required=True)
+    picks.add_argument("--best", type=int, metavar="N", help="the N best rounds")
+    picks.add_argument("--id", nargs="+", dest="ids", metavar="ID", help="these round ids")
+    _add_metric_args(train)
+    train.add_argument("--out", required=True, help="folder for the Sensor files")
+    train.add_argument(
+        "--train-split-only",
+        action="store_true",
+        help="keep the model fitted on the run's train split (default: refit on all data)",
+    )
+    _add_key_arg(train)
+
+    predict = sub.add_parser(
+        "predict",
+        help="predict klines with a Sensor file",
+        description="Load a Sensor file and predict every row of a klines CSV/Parquet file.",
+    )
+    predict.add_argument("sensor", help="a Sensor file written by `limen train`")
+    predict.add_argument("data", help="klines file (.csv, .parquet)")
+    predict.add_argument("--out", help="write the predictions here (.csv or .parquet)")
+    predict.add_argument("--tail", type=int, metavar="N", help="only the last N rows")
+    _add_key_arg(predict)
+
+    status = sub.add_parser(
+        "status",
+        help="rounds by state, best rounds, rate, ETA",
+        description="Show how far an experiment is and its best rounds.",
+    )
+    _add_experiment_args(status)
+    status.add_argument("--top", type=int, default=BEST_SHOWN, help="best rounds shown")
+    _add_metric_args(status)
+
+    export = sub.add_parser(
+        "export",
+        help="write the experiment log as CSV or Parquet",
+        description="Write one row per finished round: metrics, state, time, parameters.",
+    )
+    _add_experiment_args(export)
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    export.add_argument("--out", help="file to write (default DIR/experiment_log.<format>)")
+
+    plot = sub.add_parser(
+        "plot",
+        help="write the study's plots as PNG files",
+        description="Optimisation history, parameter importance, parallel coordinate, slice.",
+    )
+    _add_experiment_args(plot)
+    plot.add_argument("--out", required=True, help="folder for the PNG files")
+    _add_metric_args(plot)
+
+
+def _add_experiment_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", metavar="DIR|URL", help="experiment directory or storage URL")
+    parser.add_argument("--storage", help="SQLAlchemy URL, when the study is not in the directory")
+    parser.add_argument("--study", help="study name (default: the experiment's)")
+
+
+def _add_metric_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", help="rank by this metric (default: the objective)")
+    parser.add_argument("--direction", choices=("maximize", "minimize"), help="for --metric")
+
+
+def _add_key_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-env",
+        metavar="VAR",
+        help="sign/verify Sensor files with the secret in environment variable VAR",
+    )
+
+
+def command_product(args: argparse.Namespace) -> int:
+    """Run a product command; a round that does not reproduce or an SFD that cannot be
+    imported is an experiment error (exit 1), a path that does not exist a usage error."""
+    from limen.experiment.trainer import ReconstructionError
+
+    commands = {
+        "train": command_train,
+        "predict": command_predict,
+        "status": command_status,
+        "export": command_export,
+        "plot": command_plot,
+    }
+    try:
+        return commands[args.command](args)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    except (ReconstructionError, ImportError, OSError) as exc:
+        print(f"limen: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_EXPERIMENT
+
+
+def _study_source(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The experiment (directory or URL) and study name named by the command line."""
+    if args.storage is None:
+        return args.experiment, args.study
+    if args.study is None and "://" not in args.experiment:
+        metadata = read_metadata(Path(args.experiment))
+        return args.storage, metadata.get("study_name") or metadata["experiment_name"]
+    return args.storage, args.study
+
+
+def _key(args: argparse.Namespace) -> str | None:
+    if args.key_env is None:
+        return None
+    key = os.environ.get(args.key_env)
+    if not key:
+        raise UsageError(f"--key-env {args.key_env}: that environment variable is empty or unset.")
+    return key
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """``limen train DIR --best N --out PATH``: rebuild, check, refit and save Sensors."""
+    from limen.experiment.trainer import Trainer
+    from limen.experiment.trainer.study_source import objective_of
+
+    if args.best is not None and args.best < 1:
+        raise UsageError(f"--best must be >= 1. Got {args.best} instead.")
+    key = _key(args)
+    source, study_name = _study_source(args)
+    trainer = Trainer(source, study_name)
+    ids = args.ids or trainer.best(args.best, args.metric, args.direction)
+    sensors = trainer.train(ids, refit=not args.train_split_only)
+    out = Path(args.out)
+    objective = objective_of(trainer.study)
+    metric = args.metric or (objective[0][0] if objective else None)
+    rows = []
+    for rank, sensor in enumerate(sensors, start=1):
+        path = sensor.save(out / f"sensor-{rank}-{sensor.round_id[:12]}.sensor", key=key)
+        rows.append(
+            {
+                "rank": rank,
+                "round id": sensor.round_id[:12],
+                "trial": sensor.provenance["trial_number"],
+                **({metric: sensor.metrics.get(metric)} if metric else {}),
+                "file": str(path),
+            }
+        )
+    print(f"{len(sensors)} Sensor(s) rebuilt, reproduced and saved:")
+    print(pd.DataFrame(rows).to_string(index=False))
+    return EXIT_OK
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    """``limen predict SENSOR DATA``: predictions as CSV on stdout, or into --out."""
+    from limen.data import read_klines
+    from limen.experiment.trainer import Sensor
+
+    if args.tail is not None and args.tail < 1:
+        raise UsageError(f"--tail must be >= 1. Got {args.tail} instead.")
+    sensor = Sensor.load(args.sensor, key=_key(args))
+    predictions = sensor.predict(read_klines(args.data))
+    if args.tail is not None:
+        predictions = predictions.tail(args.tail)
+    if args.out is None:
+        predictions.to_csv(sys.stdout, index=False)
+        return EXIT_OK
+    out = Path(args.out)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        predictions.to_parquet(out, index=False)
+    else:
+        predictions.to_csv(out, index=False)
+    predicted = int(predictions["reason"].isna().sum())
+    print(f"{len(predictions)} rows ({predicted} predicted) written to {out}")
+    return EXIT_OK
+
+
+def command_status(args: argparse.Namespace) -> int:
+    """``limen status DIR``: rounds by state, rate, ETA and the best rounds."""
+    from limen.log import Log
+
+    if args.top < 0:
+        raise UsageError(f"--top must be >= 0. Got {args.top} instead.")
+    source, study_name = _study_source(args)
+    print(status_report(Log(source, study_name), args.top, args.metric, args.direction))
+    return EXIT_OK
+
+
+def status_report(
+    log: Any, top: int = BEST_SHOWN, metric: str | None = None, direction: str | None = None
+) -> str:
+    """The text of ``limen status``: states, progress, rate, ETA and the best rounds."""
+    study = log.study
+    attrs = study.user_attrs
+    progress = log.progress()
+    objective = ", ".join(f"{m} ({d})" for m, d in attrs.get("limen:objective") or []) or "none"
+    lines = [
+        f"Study {study.study_name!r}  SFD {attrs.get('limen:sfd_module')}  objective {objective}",
+        "",
+        "Rounds by state:",
+    ]
+    lines += [f"  {state:<12}{count:>8}" for state, count in progress.states.items()]
+    if progress.interrupted:
+        lines.append(f"  {'interrupted':<12}{progress.interrupted:>8}  (run again on resume)")
+    target = f" of {progress.target}" if progress.target else ""
+    share = f" ({progress.finished / progress.target:.0%})" if progress.target else ""
+    lines.append(f"  {'finished':<12}{progress.finished:>8}{target}{share}")
+    rate = f"{progress.rounds_per_minute:.1f} rounds/min" if progress.rounds_per_minute else "n/a"
+    mean = progress.mean_execution_time
+    lines += [
+        "",
+        f"Rate: {rate}; mean round time: {f'{mean:.3g} s' if mean is not None else 'n/a'}; "
+        f"ETA: {_duration(progress.eta_seconds)}",
+    ]
+    if top and progress.states["COMPLETE"]:
+        lines += ["", *_best_table(log, top, metric, direction)]
+    return "\n".join(lines)
+
+
+def _best_table(log: Any, top: int, metric: str | None, direction: str | None) -> list[str]:
+    from limen.experiment.trainer.study_source import resolve_metric
+
+    try:
+        metric, direction = resolve_metric(log.study, metric, direction, "limen status")
+        best = log.best(top, metric, direction)
+    except ValueError as exc:
+        return [f"Best rounds: {exc}"]
+    params = [c for c in log.param_names if c in best.columns]
+    table = best[["id", "_round_index", metric, *params]].copy()
+    table["id"] = table["id"].str[:12]
+    table = table.rename(columns={"id": "round id", "_round_index": "trial"})
+    table[params] = table[params].map(_readable)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        return [f"Best {len(best)} rounds by {metric} ({direction}):", table.to_string(index=False)]
+
+
+def _readable(value: Any) -> Any:
+    """A short cell: a function or class by its name (``StandardScaler``), else its token."""
+    if inspect.isclass(value) or inspect.isroutine(value):
+        return value.__name__
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "None"
+    return value_token(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds == 0:
+        return "done"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def command_export(args: argparse.Namespace) -> int:
+    """``limen export DIR --format csv|parquet``: the experiment log as a file."""
+    from limen.log import Log
+
+    source, study_name = _study_source(args)
+    log = Log(source, study_name)
+    default = (log.directory or Path.cwd()) / f"experiment_log.{args.format}"
+    path = log.export(args.out or default, args.format)
+    print(f"{len(log.experiment_log)} rounds written to {path}")
+    return EXIT_OK
+
+
+def command_plot(args: argparse.Namespace) -> int:
+    """``limen plot DIR --out DIR``: the study's plots as PNG files."""
+    import matplotlib
+
+    from limen.log import Log
+
+    matplotlib.use("Agg")
+    source, study_name = _study_source(args)
+    written = Log(source, study_name).plot_all(args.out, args.metric, args.direction)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

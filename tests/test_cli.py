@@ -100,3 +100,17 @@ def test_help_documents_the_commands():
     run_help = limen_command("run", "--help", cwd=ROOT).stdout
     for flag in ("--sfd", "--test-mode", "--experiment-dir", "--storage", "--seed", "-n"):
         assert flag in run_help
+
+
+def test_resume_of_a_directory_with_a_corrupt_metadata_file_is_a_usage_error(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--sfd", "logreg_binary", "--test-mode", "-n", "2", "--no-progress",
+            "--experiment-dir", "exp"]  # fmt: skip
+    assert main(args) == 0
+    (tmp_path / "exp/metadata.json").write_text("{not json")
+    before = (tmp_path / "exp/study.db").read_bytes()
+    assert main(["resume", "exp", "-n", "4", "--no-progress"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert (tmp_path / "exp/study.db").read_bytes() == before

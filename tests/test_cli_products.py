@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from PIL import Image
-from product_experiments import copy_experiment, logreg_experiment, set_trial_user_attr
 
 from limen.cli import EXIT_EXPERIMENT, EXIT_OK, EXIT_USAGE, main
 from limen.data import synthetic_klines
 from limen.experiment import Sensor
+from product_experiments import copy_experiment, logreg_experiment, set_trial_user_attr
 
 
 @pytest.fixture(scope="module")

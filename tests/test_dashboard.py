@@ -221,7 +221,7 @@ loop.run("live", n_permutations=int(sys.argv[2]), seed=3, progress_bar=False)
 
 @pytest.mark.slow
 def test_a_dashboard_beside_a_running_experiment_does_not_disturb_it(tmp_path):
-    directory, rounds = tmp_path / "live", 12
+    directory, rounds = tmp_path / "live", 30
     experiment = subprocess.Popen(
         [sys.executable, "-c", LIVE_EXPERIMENT, str(directory), str(rounds)],
         cwd=tmp_path,

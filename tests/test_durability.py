@@ -12,9 +12,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-import toy_sfd
 from optuna.trial import TrialState
 
+import toy_sfd
 from limen.adapters import leases
 from limen.adapters.storage import open_storage
 from limen.experiment import UniversalExperimentLoop

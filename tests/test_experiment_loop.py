@@ -12,10 +12,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import toy_sfd
 from optuna.trial import TrialState
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+import toy_sfd
 from limen.experiment import ResumeError, UniversalExperimentLoop
 from limen.experiment.identity import round_id
 
@@ -199,7 +199,7 @@ def test_without_an_objective_the_first_numeric_metric_is_used_with_a_warning(tm
 
 def test_a_missing_objective_metric_fails_the_round_naming_the_returned_keys(tmp_path):
     loop = make_loop(tmp_path, objective="sharpe")
-    loop.run("toy", n_permutations=2, progress_bar=False)
+    loop.run("toy", n_permutations=2, random_search=False, progress_bar=False)
     trial = loop.study.get_trials()[0]
     assert trial.state == TrialState.FAIL
     assert "'sharpe'" in trial.user_attrs["error_message"]

@@ -54,7 +54,6 @@ def test_source_hash_is_the_sha256_of_the_defining_file(tmp_path):
     import hashlib
 
     import toy_sfd
-
     from limen.experiment.identity import source_hash
 
     expected = hashlib.sha256(Path(toy_sfd.__file__).read_bytes()).hexdigest()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from PIL import Image
-from product_experiments import copy_experiment, logreg_experiment, set_study_user_attr
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from limen import Log
 from limen.adapters.storage import default_storage_url
+from product_experiments import copy_experiment, logreg_experiment, set_study_user_attr
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from product_experiments import logreg_experiment
 
 from limen.data import synthetic_klines
 from limen.experiment import Sensor, Trainer
 from limen.experiment.trainer import SensorIntegrityError
+from product_experiments import logreg_experiment
 
 FRESH_ROWS = 300
 

@@ -9,12 +9,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from product_experiments import (
-    copy_experiment,
-    logreg_experiment,
-    set_study_user_attr,
-    set_trial_user_attr,
-)
 
 from limen.adapters.storage import default_storage_url
 from limen.data import synthetic_klines
@@ -23,6 +17,12 @@ from limen.experiment.identity import data_fingerprint
 from limen.experiment.trainer.trainer import compare_metrics
 from limen.sfd.foundational_sfd import logreg_binary, random_binary
 from limen.sfd.loader import load_sfd
+from product_experiments import (
+    copy_experiment,
+    logreg_experiment,
+    set_study_user_attr,
+    set_trial_user_attr,
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,17 @@ _EXPORTS = {
     "ParamDomain": "limen.experiment.param_domain",
     "Range": "limen.experiment.param_domain",
     "ResumeError": "limen.experiment.errors",
+    "SearchStrategy": "limen.experiment.search_strategy",
+    "STRATEGY_REGISTRY": "limen.experiment.search_strategy",
+    "PRUNER_REGISTRY": "limen.experiment.search_strategy",
+    "make_strategy": "limen.experiment.search_strategy",
+    "MSQ": "limen.experiment.msq",
+    "FilterExhaustedError": "limen.experiment.msq",
+    "report": "limen.experiment.pruning",
+    "CheckpointManager": "limen.experiment.checkpoint_manager",
+    "Trainer": "limen.experiment.trainer.trainer",
+    "Sensor": "limen.experiment.trainer.sensor",
+    "ReconstructionError": "limen.experiment.trainer.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,20 +30,29 @@ from tqdm.auto import tqdm
 from limen import __version__
 from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
+from limen.adapters.artifacts import build_model_card, save_study_note, upload_round_artifacts
 from limen.adapters.distributions import DomainCodec
-from limen.adapters.rounds import ClaimedRound, GridProposer, claim_waiting
+from limen.adapters.pruners import RoundReporter, make_pruner, pruner_config
+from limen.adapters.rounds import ClaimedRound, GridProposer, WaitingQueue
+from limen.adapters.samplers import StrategyProposer, open_proposer
 from limen.adapters.storage import (
     LimenStorage,
     default_storage_url,
     open_storage,
+    probe_study,
     redact_url,
-    sqlite_path,
     validate_storage_url,
 )
 from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ResumeError
-from limen.experiment.identity import source_hash, space_hash, value_token
+from limen.experiment.identity import (
+    data_fingerprint,
+    source_hash,
+    space_hash,
+    value_token,
+)
 from limen.experiment.param_domain import ParamDomain, Range
+from limen.experiment.pruning import reporting_to
 from limen.experiment.records import (
     AUDIT_JSONL,
     METADATA_JSON,
@@ -58,6 +67,11 @@ from limen.experiment.records import (
     rewrite_jsonl,
     round_record,
     write_json_atomic,
+)
+from limen.experiment.search_strategy import (
+    SearchStrategy,
+    make_strategy,
+    resolve_strategy_config,
 )
 from limen.experiment.shutdown import Shutdown
 from limen.sfd.loader import check_sfd
@@ -90,6 +104,7 @@ class _Plan:
     experiment_dir: Path
     storage_url: str
     objective: list[tuple[str, str]] | None
+    strategy: SearchStrategy | None = None
     codec: DomainCodec = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +124,17 @@ class UniversalExperimentLoop:
         storage: an SQLAlchemy URL for the study; default ``sqlite:///<experiment_dir>/study.db``.
         objective: the metric (or metrics) to optimise; default the manifest's objective.
         direction: ``"maximize"`` or ``"minimize"`` (one per objective metric).
+        save_artifacts: upload each successful round's predictions (CSV) and model card (JSON)
+            to ``<experiment_dir>/artifacts``, shown in optuna-dashboard's artifact viewer.
+        search_strategy: None for the lazy grid, else a strategy name (``"tpe"``), a config
+            dict ``{"name": "tpe", **kwargs}``, a TOML/YAML file, an Optuna ``BaseSampler``
+            or a ``SearchStrategy``: rounds then come through the MSQ (``self.msq``) and the
+            mutable ``self.domain``.
+        pruner: an Optuna pruner name (``"median"``), config dict or ``BasePruner``; models
+            report intermediate values with ``limen.experiment.report(value, step)``.
+        feedback_interval: rounds between feedback triggers (>= 1).
+        checkpoint_interval: rounds between saves of the mutable search state (>= 1); domain
+            mutations are saved at once.
     """
 
     def __init__(
@@ -121,6 +147,11 @@ class UniversalExperimentLoop:
         storage: str | None = None,
         objective: str | Sequence[str] | None = None,
         direction: str | Sequence[str] | None = None,
+        search_strategy: Any = None,
+        pruner: Any = None,
+        feedback_interval: int = 100,
+        checkpoint_interval: int = 100,
+        save_artifacts: bool = False,
     ) -> None:
         if sfd is None:
             raise ValueError(
@@ -129,6 +160,8 @@ class UniversalExperimentLoop:
             )
         check_sfd(sfd)
         _check_bool("test_mode", test_mode)
+        _check_bool("save_artifacts", save_artifacts)
+        self.save_artifacts = save_artifacts
         if experiment_dir is not None and not isinstance(experiment_dir, str | Path):
             raise TypeError(
                 "The 'experiment_dir' parameter of UniversalExperimentLoop must be a path or "
@@ -143,6 +176,15 @@ class UniversalExperimentLoop:
         self.storage_url = storage
         self.manifest = sfd.manifest() if callable(getattr(sfd, "manifest", None)) else None
         self._objective = _parse_objective(objective, direction)
+        self._strategy_config = (
+            None if search_strategy is None else resolve_strategy_config(search_strategy)
+        )
+        self._pruner = pruner
+        pruner_config(pruner)
+        self.feedback_interval = _check_interval("feedback_interval", feedback_interval)
+        self.checkpoint_interval = _check_interval("checkpoint_interval", checkpoint_interval)
+        self.domain: ParamDomain | None = None
+        self.msq: Any = None
         if self.manifest is not None:
             self.data = data if data is not None else self._fetch_manifest_data()
             self.prep = self.manifest.prepare_data
@@ -159,6 +201,13 @@ class UniversalExperimentLoop:
             self.model = getattr(sfd, "model", None)
         self._shutdown = Shutdown()
         self._reset_outputs()
+
+    @property
+    def log(self) -> Any:
+        """A ``limen.log.Log`` over this loop's study (after ``run()``)."""
+        from limen.log import Log
+
+        return Log(self)
 
     def request_stop(self) -> None:
         """Ask a running ``run()`` (e.g. in another thread) to stop after the current round."""
@@ -289,6 +338,7 @@ class UniversalExperimentLoop:
                 f"parameters {clash}: a context parameter is constant, so remove it from one side."
             )
         experiment_dir = self.experiment_dir or Path("limen-runs") / name
+        objective = self._objective or getattr(self.manifest, "objective", None)
         storage_url = self.storage_url or default_storage_url(experiment_dir)
         return _Plan(
             experiment_name=name,
@@ -306,7 +356,8 @@ class UniversalExperimentLoop:
             progress_bar=kw["progress_bar"],
             experiment_dir=experiment_dir,
             storage_url=storage_url,
-            objective=self._objective or getattr(self.manifest, "objective", None),
+            objective=objective,
+            strategy=self._make_strategy(params, objective),
         )
 
     def _resolve_prep_each_round(self, value: bool | None, kw: Mapping[str, Any]) -> bool:
@@ -329,6 +380,44 @@ class UniversalExperimentLoop:
             )
         return True
 
+    def _proposes_ranges(self) -> bool:
+        config = self._strategy_config
+        return config is not None and not (isinstance(config, dict) and config["name"] == "grid")
+
+    def _make_strategy(
+        self, params: dict[str, Any], objective: list[tuple[str, str]] | None
+    ) -> SearchStrategy | None:
+        """Build the configured strategy and check it fits the objective (before any round)."""
+        if self._strategy_config is None:
+            if self._pruner is not None and objective is not None and len(objective) > 1:
+                raise ValueError(_PRUNER_MULTI)
+            return None
+        config = self._strategy_config
+        domain = config.domain if isinstance(config, SearchStrategy) else ParamDomain(params)
+        if set(domain.keys) != set(params):
+            raise ValueError(
+                f"The search strategy's domain has the parameters {sorted(domain.keys)}, but "
+                f"SFD {self.sfd_name!r} has {sorted(params)}: build the strategy over the SFD's "
+                "params()."
+            )
+        strategy = make_strategy(config, domain)
+        if strategy.model_based and objective is None:
+            raise ValueError(
+                f"The {strategy.name!r} strategy learns from the objective, and none is set: pass "
+                "objective=... (and direction=...) to UniversalExperimentLoop or call "
+                "Manifest.set_objective(...). Strategies that need none: grid, random, qmc, "
+                "bruteforce."
+            )
+        if objective is not None and len(objective) > 1:
+            if strategy.name == "cmaes":
+                raise ValueError(
+                    "The 'cmaes' strategy optimises one objective; use 'tpe', 'gp', 'nsga2' or "
+                    f"'nsga3' for the {len(objective)} objectives {[m for m, _ in objective]}."
+                )
+            if self._pruner is not None:
+                raise ValueError(_PRUNER_MULTI)
+        return strategy
+
     def _resolve_params(self, override: Any) -> dict[str, list[Any]]:
         source = override if override is not None else self.sfd.params
         raw = source() if callable(source) else source
@@ -339,12 +428,12 @@ class UniversalExperimentLoop:
             )
         ParamDomain(dict(raw))
         for key, values in raw.items():
-            if isinstance(values, Range):
+            if isinstance(values, Range) and not self._proposes_ranges():
                 raise ValueError(
                     f"Parameter '{key}' is a Range, which the grid cannot enumerate: list its "
                     "values instead."
                 )
-        return {str(k): list(v) for k, v in raw.items()}
+        return {str(k): v if isinstance(v, Range) else list(v) for k, v in raw.items()}
 
 
 class _RoundRunner:
@@ -355,7 +444,10 @@ class _RoundRunner:
         self.plan = plan
         self.keys = list(plan.params)
         self.proposer: GridProposer | None = None
+        self.waiting: WaitingQueue | None = None
         self.storage: LimenStorage | None = None
+        self._discard_unfinished = False
+        self.lease: leases.Lease | None = None
         self.study_id = -1
         self.csv: ResultsCsv | None = None
         self.objective = plan.objective
@@ -397,26 +489,64 @@ class _RoundRunner:
         else:
             self._create_study()
             write_json_atomic(directory / METADATA_JSON, self._metadata())
-        self.proposer = GridProposer(
-            self.storage,
-            self.study_id,
-            plan.params,
-            plan.codec,
-            seed=plan.seed,
-            shuffle=plan.random_search,
-        )
+        self.proposer = self._make_proposer()
+        self.waiting = WaitingQueue(self.storage, self.study_id, plan.codec)
         if plan.resume:
             leases.reap(self.storage, self.study_id)
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
         if plan.resume:
             self._reconcile_files(trials)
         self.finished = trial_attrs.count_finished(trials)
+        if plan.resume and isinstance(self.proposer, StrategyProposer):
+            lost = self.proposer.restore(self.finished)
+            if lost:
+                logger.warning("Re-register the MSQ filters %s: callables are not stored.", lost)
         self._restore_best(trials)
         self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
 
+    def _make_proposer(self) -> GridProposer | StrategyProposer:
+        """The lazy grid (no strategy), or the MSQ in front of the configured strategy."""
+        plan = self.plan
+        pruner = make_pruner(self.loop._pruner)
+        self.pruning_study = optuna.load_study(
+            study_name=plan.experiment_name, storage=self.storage, pruner=pruner
+        )
+        if plan.strategy is None:
+            return GridProposer(
+                self.storage,
+                self.study_id,
+                plan.params,
+                plan.codec,
+                seed=plan.seed,
+                shuffle=plan.random_search,
+            )
+        proposer = open_proposer(
+            plan.strategy,
+            storage=self.storage,
+            study_id=self.study_id,
+            study_name=plan.experiment_name,
+            pruner=pruner,
+            seed=plan.seed,
+            checkpoint_interval=self.loop.checkpoint_interval,
+        )
+        plan.codec = proposer.codec
+        self.loop.domain, self.loop.msq = proposer.domain, proposer.msq
+        return proposer
+
+    def _strategy_record(self) -> dict[str, Any]:
+        """The strategy config kept in the study, enough to rebuild it on resume."""
+        plan = self.plan
+        if plan.strategy is None:
+            return {"name": "grid", "seed": plan.seed, "shuffle": plan.random_search}
+        config = dict(plan.strategy.config)
+        if config.get("seed") is None:
+            config["seed"] = plan.seed
+        return config
+
     def _guard_fresh(self, directory: Path) -> None:
         used = [name for name in EXPERIMENT_FILES if (directory / name).exists()]
-        if self._study_exists():
+        state = self._existing_study()
+        if state == "present":
             used.append(
                 f"study {self.plan.experiment_name!r} in {redact_url(self.plan.storage_url)}"
             )
@@ -426,22 +556,20 @@ class _RoundRunner:
                 f"in {directory}). Continue it with run(..., resume=True) (CLI: limen resume "
                 f"{directory}), or start a new one under a new experiment name or directory."
             )
+        self._discard_unfinished = state == "unfinished"
 
-    def _study_exists(self) -> bool:
-        path = sqlite_path(self.plan.storage_url)
-        if path is not None and not path.exists():
-            return False
-        storage = open_storage(self.plan.storage_url)
-        try:
-            storage.get_study_id_from_name(self.plan.experiment_name)
-        except KeyError:
-            return False
-        finally:
-            storage.engine.dispose()
-        return True
+    def _existing_study(self) -> str:
+        """``absent``, ``present``, or ``unfinished``: a creation that crashed before Limen
+        wrote its attributes, holding no trial (safe to create again). Reads only."""
+        probe = probe_study(self.plan.storage_url, self.plan.experiment_name)
+        if not probe.exists:
+            return "absent"
+        if probe.n_trials == 0 and ATTR + "space_hash" not in probe.user_attrs:
+            return "unfinished"
+        return "present"
 
     def _check_resumable(self, directory: Path) -> None:
-        if not self._study_exists():
+        if self._existing_study() == "absent":
             raise ValueError(
                 f"Cannot resume experiment {self.plan.experiment_name!r}: no study of that name "
                 f"in {redact_url(self.plan.storage_url)} (directory {directory}). Check the name "
@@ -455,11 +583,17 @@ class _RoundRunner:
                 f"Study {self.plan.experiment_name!r} was not created by Limen (it has no "
                 "limen:space_hash attribute), so it cannot be resumed. Start a new experiment."
             )
+        self._rebuild_search(attrs)
         stored = {
             "parameter space": attrs.get(ATTR + "space_hash"),
             "SFD": attrs.get(ATTR + "sfd_module"),
+            "strategy": (attrs.get(ATTR + "strategy") or {}).get("name", "grid"),
         }
-        current = {"parameter space": space_hash(self.plan.params), "SFD": self.loop.sfd_name}
+        current = {
+            "parameter space": space_hash(self.plan.params),
+            "SFD": self.loop.sfd_name,
+            "strategy": self._strategy_record()["name"],
+        }
         changed = check_resume(stored, current, force=self.plan.resume == "force")
         self._audit(
             "resume",
@@ -472,6 +606,19 @@ class _RoundRunner:
         stored_objective = attrs.get(ATTR + "objective")
         if stored_objective is not None:
             self.objective = [tuple(pair) for pair in stored_objective]
+
+    def _rebuild_search(self, attrs: Mapping[str, Any]) -> None:
+        """Rebuild the stored strategy and pruner when this run names none (plain resume)."""
+        stored = attrs.get(ATTR + "strategy") or {}
+        if self.plan.strategy is None and stored.get("name", "grid") != "grid":
+            if stored["name"] == "sampler":
+                raise ResumeError(
+                    f"The study was run with a sampler instance ({stored.get('class')}), which "
+                    "cannot be rebuilt from its record: pass the same search_strategy=... again."
+                )
+            self.plan.strategy = make_strategy(stored, ParamDomain(self.plan.params))
+        if self.loop._pruner is None and attrs.get(ATTR + "pruner") is not None:
+            self.loop._pruner = attrs[ATTR + "pruner"]
 
     def _reconcile_files(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
         """Make results.csv and round_data.jsonl hold exactly the study's finished rounds.
@@ -517,6 +664,8 @@ class _RoundRunner:
         append_jsonl(self.plan.experiment_dir / AUDIT_JSONL, record)
 
     def _create_study(self) -> None:
+        if self._discard_unfinished:
+            optuna.delete_study(study_name=self.plan.experiment_name, storage=self.storage)
         directions = [d for _, d in self.objective] if self.objective else ["maximize"]
         study = optuna.create_study(
             storage=self.storage,
@@ -528,15 +677,18 @@ class _RoundRunner:
             _set_metric_names(study, [m for m, _ in self.objective])
         for key, value in self._study_attrs().items():
             self.storage.set_study_user_attr(self.study_id, key, value)
+        save_study_note(study)
 
     def _study_attrs(self) -> dict[str, Any]:
         plan = self.plan
         return {
             ATTR + "sfd_module": self.loop.sfd_name,
             ATTR + "sfd_source_hash": source_hash(self.loop.sfd),
+            ATTR + "data_fingerprint": data_fingerprint(self.loop.data),
             ATTR + "version": __version__,
             ATTR + "space_hash": space_hash(plan.params),
-            ATTR + "strategy": {"name": "grid", "seed": plan.seed, "shuffle": plan.random_search},
+            ATTR + "strategy": self._strategy_record(),
+            ATTR + "pruner": pruner_config(self.loop._pruner),
             ATTR + "objective": [list(pair) for pair in self.objective] if self.objective else None,
             ATTR + "codec": plan.codec.describe(),
             ATTR + "context_params": {k: value_token(v) for k, v in plan.context_params.items()},
@@ -556,7 +708,7 @@ class _RoundRunner:
             "created_at": datetime.now(UTC).isoformat(),
             "n_permutations": plan.n_permutations,
             "space_hash": space_hash(plan.params),
-            "strategy": {"name": "grid", "seed": plan.seed, "shuffle": plan.random_search},
+            "strategy": self._strategy_record(),
             "objective": [list(p) for p in self.objective] if self.objective else None,
             "test_mode": self.loop.test_mode,
         }
@@ -575,6 +727,7 @@ class _RoundRunner:
         )
         shutdown = self.loop._shutdown
         shutdown.install()
+        self.lease = leases.Lease(self.storage)
         next_reap = time.monotonic() + leases.LEASE_GRACE_S
         try:
             while self.finished < plan.n_permutations:
@@ -586,11 +739,13 @@ class _RoundRunner:
                     logger.info("Timeout of %ss reached: no new rounds are started.", plan.timeout)
                     break
                 if time.monotonic() >= next_reap:
-                    leases.reap(self.storage, self.study_id)
+                    if leases.reap(self.storage, self.study_id):
+                        self.waiting.wake()
                     next_reap = time.monotonic() + leases.LEASE_GRACE_S
                 if not self._step(bar):
                     break
         finally:
+            self.lease.close()
             shutdown.restore()
             bar.close()
 
@@ -601,13 +756,7 @@ class _RoundRunner:
             claimed = self._claim()
             if claimed is None:
                 self.exhausted = True
-                logger.warning(
-                    "The parameter space is exhausted: all %d combinations have run "
-                    "(%d finished rounds; n_permutations=%d).",
-                    self.proposer.total,
-                    self.finished,
-                    self.plan.n_permutations,
-                )
+                self._log_stop()
                 return False
             if self._run_round(claimed):
                 self.finished += 1
@@ -624,9 +773,27 @@ class _RoundRunner:
             return False
         return True
 
+    def _log_stop(self) -> None:
+        """Say why no round is left to run before the target."""
+        reason = getattr(self.proposer, "stop_reason", None)
+        if reason is not None and not reason.endswith("exhausted"):
+            logger.warning(
+                "The MSQ stopped the run: %s (%d finished rounds).", reason, self.finished
+            )
+            return
+        logger.warning(
+            "The parameter space is exhausted: all %s combinations have run "
+            "(%d finished rounds; n_permutations=%d).",
+            self.proposer.total,
+            self.finished,
+            self.plan.n_permutations,
+        )
+
     def _claim(self) -> ClaimedRound | None:
         """The next round: the study's queue first, then the proposer."""
-        queued = claim_waiting(self.storage, self.study_id, self.plan.codec)
+        if isinstance(self.proposer, StrategyProposer):
+            return self.proposer.claim()
+        queued = self.waiting.claim()
         return queued if queued is not None else self.proposer.claim()
 
     def _run_round(self, claimed: ClaimedRound) -> bool:
@@ -642,10 +809,14 @@ class _RoundRunner:
         if plan.maintain_details:
             round_params["_experiment_details"] = {"current_index": number}
         started = time.perf_counter()
+        reporter = RoundReporter(self.pruning_study, trial_id, number)
         try:
-            with leases.Lease(self.storage, trial_id):
+            with self.lease.hold(trial_id), reporting_to(reporter):
                 results = self._evaluate(round_params)
                 values = self._outcome(results)
+        except optuna.TrialPruned as exc:
+            self._store_pruned(trial_id, number, rid, round_params, reporter, exc, started)
+            return True
         except Exception as exc:
             self._store_failure(trial_id, number, rid, round_params, exc, started)
             return True
@@ -713,12 +884,15 @@ class _RoundRunner:
     ) -> None:
         elapsed = round(time.perf_counter() - started, 6)
         metrics = _scalar_metrics(results)
+        if self.loop.save_artifacts:
+            self._upload_artifacts(trial_id, number, rid, round_params, results, metrics)
         self.storage.finish_trial(
             trial_id,
             TrialState.COMPLETE,
             values,
             {**metrics, trial_attrs.EXECUTION_TIME: elapsed},
         )
+        self._after_trial(trial_id, TrialState.COMPLETE, values)
         self._track_best(values[0])
         self._keep_outputs(round_params, results)
         tokens = _tokens(round_params)
@@ -739,6 +913,63 @@ class _RoundRunner:
             extra["alignment"] = _jsonable(data_dict["_alignment"])
         record = round_record(rid, number, tokens, **extra)
         append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
+
+    def _store_pruned(
+        self,
+        trial_id: int,
+        number: int,
+        rid: str,
+        round_params: dict[str, Any],
+        reporter: RoundReporter,
+        exc: optuna.TrialPruned,
+        started: float,
+    ) -> None:
+        """A round the pruner stopped: PRUNED, valued (as Optuna does) by its last report."""
+        elapsed = round(time.perf_counter() - started, 6)
+        logger.info("Round %d pruned: %s", number, exc)
+        values = None if reporter.last is None else [reporter.last]
+        attrs = {trial_attrs.EXECUTION_TIME: elapsed, "limen:pruned": str(exc)}
+        self.storage.finish_trial(trial_id, TrialState.PRUNED, values, attrs)
+        self._after_trial(trial_id, TrialState.PRUNED, values)
+        row = results_row(
+            round_id=rid,
+            number=number,
+            state="PRUNED",
+            execution_time=elapsed,
+            metrics={},
+            params=_tokens(round_params),
+        )
+        self.csv.append(row, metric_names=None)
+
+    def _after_trial(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
+        """Tell the strategy how a round ended (the study already holds the outcome)."""
+        if isinstance(self.proposer, StrategyProposer):
+            self.proposer.after_trial(trial_id, state, values, self.finished + 1)
+
+    def _upload_artifacts(
+        self,
+        trial_id: int,
+        number: int,
+        rid: str,
+        round_params: dict[str, Any],
+        results: dict[str, Any],
+        metrics: dict[str, Any],
+    ) -> None:
+        """Predictions (CSV) and a model card (JSON) for optuna-dashboard's artifact viewer.
+
+        Optuna accepts artifacts only while the trial runs, so this comes before the outcome.
+        """
+        card = build_model_card(
+            round_id=rid,
+            round_index=number,
+            sfd=self.loop.sfd_name,
+            round_params=round_params,
+            metrics=metrics,
+            model=results.get("_model"),
+        )
+        upload_round_artifacts(
+            self.storage, trial_id, self.plan.experiment_dir, results.get("_preds"), card
+        )
 
     def _store_failure(
         self,
@@ -763,6 +994,7 @@ class _RoundRunner:
                 trial_attrs.TRACEBACK: traceback.format_exc(),
             },
         )
+        self._after_trial(trial_id, TrialState.FAIL, None)
         row = results_row(
             round_id=rid,
             number=number,
@@ -833,6 +1065,21 @@ class _RoundRunner:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+_PRUNER_MULTI = (
+    "The 'pruner' parameter of UniversalExperimentLoop needs a single objective: Optuna's "
+    "pruners compare one intermediate value. Drop pruner=... or optimise one metric."
+)
+
+
+def _check_interval(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(
+            f"The '{name}' parameter of UniversalExperimentLoop must be an int in [1, inf). "
+            f"Got {value!r} instead."
+        )
+    return value
 
 
 def _check_bool(name: str, value: Any) -> None:
