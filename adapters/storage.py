@@ -52,7 +52,9 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +70,18 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import ColumnElement, Table, and_, bindparam, event, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -1055,3 +1068,25 @@ def _probe_sqlite_file(path: Path, study_name: str) -> StudyProbe:
     finally:
         connection.close()
     return StudyProbe(True, attrs, n_trials)
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str = "limen_scratch") -> Iterator[str]:
+    """A uniquely named database on a PostgreSQL or MySQL/MariaDB server, dropped afterwards.
+
+    Tests and benchmarks share servers with other users, so each works in its own database;
+    nothing outside it is touched. Yields the new database's URL.
+    """
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        # FORCE ends connections left open (PostgreSQL refuses to drop the database otherwise).
+        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
+        admin.dispose()

@@ -45,9 +45,8 @@ from optuna.distributions import (
 )
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 
-from limen.adapters.storage import LimenStorage, redact_url
+from limen.adapters.storage import LimenStorage, redact_url, scratch_database
 
 RESULTS = Path(__file__).parent / "results" / "storage.json"
 SERVERS = {
@@ -190,22 +189,6 @@ def _measure(round_: Callable[[random.Random], None], rounds: int) -> dict[str, 
 
 
 @contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"limen_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    quoted = admin.dialect.identifier_preparer.quote(name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
-        admin.dispose()
-
-
-@contextmanager
 def _sqlite_database() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as directory:
         yield f"sqlite:///{Path(directory) / 'study.db'}"
@@ -245,7 +228,7 @@ def _databases() -> Iterator[tuple[str, Callable[[], Any], str | None]]:
                 file=sys.stderr,
             )
             continue
-        yield backend, lambda server=server: _scratch_database(server), version
+        yield backend, lambda server=server: scratch_database(server, "limen_bench"), version
 
 
 def _table(results: dict[str, Any]) -> str:

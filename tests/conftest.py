@@ -31,7 +31,8 @@ import pytest
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
+
+from limen.adapters.storage import scratch_database
 
 POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
 MYSQL_ENV = "LIMEN_TEST_MYSQL_URL"
@@ -42,23 +43,6 @@ def _server_url(env: str) -> str:
     if not url:
         pytest.skip(f"{env} is not set: no database server to test against (.ci/run sets it)")
     return url
-
-
-def _scratch_database(server_url: str) -> Iterator[str]:
-    """Create a uniquely named database on the server, yield its URL, drop it afterwards."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"limen_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    quoted = admin.dialect.identifier_preparer.quote(name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        # FORCE ends connections a test left open (PostgreSQL refuses to drop otherwise).
-        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
-        admin.dispose()
 
 
 def _empty_optuna_tables(url: str) -> str:
@@ -93,13 +77,15 @@ def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL database private to this test session (skips without a server)."""
-    yield from _scratch_database(_server_url(POSTGRES_ENV))
+    with scratch_database(_server_url(POSTGRES_ENV), "limen_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
     """URL of a MySQL/MariaDB database private to this test session (skips without a server)."""
-    yield from _scratch_database(_server_url(MYSQL_ENV))
+    with scratch_database(_server_url(MYSQL_ENV), "limen_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -799,28 +799,22 @@ class _RoundRunner:
     def _run_round(self, claimed: ClaimedRound) -> bool:
         """Run one claimed round; True when it finished (its outcome is known)."""
         plan = self.plan
-        combo, trial_id, number, rid = (
-            claimed.combo,
-            claimed.trial_id,
-            claimed.number,
-            claimed.round_id,
-        )
-        round_params = {**combo, **plan.context_params}
+        round_params = {**claimed.combo, **plan.context_params}
         if plan.maintain_details:
-            round_params["_experiment_details"] = {"current_index": number}
+            round_params["_experiment_details"] = {"current_index": claimed.number}
         started = time.perf_counter()
-        reporter = RoundReporter(self.pruning_study, trial_id, number)
+        reporter = RoundReporter(self.pruning_study, claimed.trial_id, claimed.number)
         try:
-            with self.lease.hold(trial_id), reporting_to(reporter):
+            with self.lease.hold(claimed.trial_id), reporting_to(reporter):
                 results = self._evaluate(round_params)
                 values = self._outcome(results)
         except optuna.TrialPruned as exc:
-            self._store_pruned(trial_id, number, rid, round_params, reporter, exc, started)
+            self._store_pruned(claimed, round_params, reporter, exc, started)
             return True
         except Exception as exc:
-            self._store_failure(trial_id, number, rid, round_params, exc, started)
+            self._store_failure(claimed, round_params, exc, started)
             return True
-        self._store_success(trial_id, number, rid, round_params, results, values, started)
+        self._store_success(claimed, round_params, results, values, started)
         return True
 
     def _evaluate(self, round_params: dict[str, Any]) -> dict[str, Any]:
@@ -874,72 +868,80 @@ class _RoundRunner:
 
     def _store_success(
         self,
-        trial_id: int,
-        number: int,
-        rid: str,
+        claimed: ClaimedRound,
         round_params: dict[str, Any],
         results: dict[str, Any],
         values: list[float],
         started: float,
     ) -> None:
-        elapsed = round(time.perf_counter() - started, 6)
         metrics = _scalar_metrics(results)
         if self.loop.save_artifacts:
-            self._upload_artifacts(trial_id, number, rid, round_params, results, metrics)
-        self.storage.finish_trial(
-            trial_id,
-            TrialState.COMPLETE,
-            values,
-            {**metrics, trial_attrs.EXECUTION_TIME: elapsed},
-        )
-        self._after_trial(trial_id, TrialState.COMPLETE, values)
+            self._upload_artifacts(claimed, round_params, results, metrics)
+        self._finish(claimed, round_params, TrialState.COMPLETE, values, started, metrics=metrics)
         self._track_best(values[0])
         self._keep_outputs(round_params, results)
-        tokens = _tokens(round_params)
-        row = results_row(
-            round_id=rid,
-            number=number,
-            state="COMPLETE",
-            execution_time=elapsed,
-            metrics=metrics,
-            params=tokens,
-        )
-        self.csv.append(row, metric_names=list(metrics))
         extra: dict[str, Any] = {}
         if "_preds" in results:
             extra["preds"] = _jsonable(results["_preds"])
         data_dict = self.data_dict if isinstance(self.data_dict, Mapping) else {}
         if data_dict.get("_alignment") is not None:
             extra["alignment"] = _jsonable(data_dict["_alignment"])
-        record = round_record(rid, number, tokens, **extra)
+        record = round_record(claimed.round_id, claimed.number, _tokens(round_params), **extra)
         append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
 
     def _store_pruned(
         self,
-        trial_id: int,
-        number: int,
-        rid: str,
+        claimed: ClaimedRound,
         round_params: dict[str, Any],
         reporter: RoundReporter,
         exc: optuna.TrialPruned,
         started: float,
     ) -> None:
         """A round the pruner stopped: PRUNED, valued (as Optuna does) by its last report."""
-        elapsed = round(time.perf_counter() - started, 6)
-        logger.info("Round %d pruned: %s", number, exc)
+        logger.info("Round %d pruned: %s", claimed.number, exc)
         values = None if reporter.last is None else [reporter.last]
-        attrs = {trial_attrs.EXECUTION_TIME: elapsed, "limen:pruned": str(exc)}
-        self.storage.finish_trial(trial_id, TrialState.PRUNED, values, attrs)
-        self._after_trial(trial_id, TrialState.PRUNED, values)
+        attrs = {"limen:pruned": str(exc)}
+        self._finish(claimed, round_params, TrialState.PRUNED, values, started, attrs=attrs)
+
+    def _store_failure(
+        self, claimed: ClaimedRound, round_params: dict[str, Any], exc: Exception, started: float
+    ) -> None:
+        logger.warning("Round %d failed: %s: %s", claimed.number, type(exc).__name__, exc)
+        attrs = {trial_attrs.TRACEBACK: traceback.format_exc()}
+        self._finish(claimed, round_params, TrialState.FAIL, None, started, attrs=attrs, error=exc)
+
+    def _finish(
+        self,
+        claimed: ClaimedRound,
+        round_params: dict[str, Any],
+        state: TrialState,
+        values: list[float] | None,
+        started: float,
+        *,
+        metrics: dict[str, Any] | None = None,
+        attrs: dict[str, Any] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        """Store a round's outcome in the study, tell the strategy, append its results row."""
+        elapsed = round(time.perf_counter() - started, 6)
+        metrics = metrics or {}
+        stored = {**metrics, **(attrs or {}), trial_attrs.EXECUTION_TIME: elapsed}
+        if error is not None:
+            stored[trial_attrs.ERROR_TYPE] = type(error).__name__
+            stored[trial_attrs.ERROR_MESSAGE] = str(error)
+        self.storage.finish_trial(claimed.trial_id, state, values, stored)
+        self._after_trial(claimed.trial_id, state, values)
         row = results_row(
-            round_id=rid,
-            number=number,
-            state="PRUNED",
+            round_id=claimed.round_id,
+            number=claimed.number,
+            state=state.name,
             execution_time=elapsed,
-            metrics={},
+            metrics=metrics,
             params=_tokens(round_params),
+            error_type=None if error is None else type(error).__name__,
+            error_message=None if error is None else str(error),
         )
-        self.csv.append(row, metric_names=None)
+        self.csv.append(row, metric_names=list(metrics) if state == TrialState.COMPLETE else None)
 
     def _after_trial(self, trial_id: int, state: TrialState, values: list[float] | None) -> None:
         """Tell the strategy how a round ended (the study already holds the outcome)."""
@@ -948,9 +950,7 @@ class _RoundRunner:
 
     def _upload_artifacts(
         self,
-        trial_id: int,
-        number: int,
-        rid: str,
+        claimed: ClaimedRound,
         round_params: dict[str, Any],
         results: dict[str, Any],
         metrics: dict[str, Any],
@@ -960,52 +960,16 @@ class _RoundRunner:
         Optuna accepts artifacts only while the trial runs, so this comes before the outcome.
         """
         card = build_model_card(
-            round_id=rid,
-            round_index=number,
+            round_id=claimed.round_id,
+            round_index=claimed.number,
             sfd=self.loop.sfd_name,
             round_params=round_params,
             metrics=metrics,
             model=results.get("_model"),
         )
         upload_round_artifacts(
-            self.storage, trial_id, self.plan.experiment_dir, results.get("_preds"), card
+            self.storage, claimed.trial_id, self.plan.experiment_dir, results.get("_preds"), card
         )
-
-    def _store_failure(
-        self,
-        trial_id: int,
-        number: int,
-        rid: str,
-        round_params: dict[str, Any],
-        exc: Exception,
-        started: float,
-    ) -> None:
-        elapsed = round(time.perf_counter() - started, 6)
-        message = str(exc)
-        logger.warning("Round %d failed: %s: %s", number, type(exc).__name__, message)
-        self.storage.finish_trial(
-            trial_id,
-            TrialState.FAIL,
-            None,
-            {
-                trial_attrs.EXECUTION_TIME: elapsed,
-                trial_attrs.ERROR_TYPE: type(exc).__name__,
-                trial_attrs.ERROR_MESSAGE: message,
-                trial_attrs.TRACEBACK: traceback.format_exc(),
-            },
-        )
-        self._after_trial(trial_id, TrialState.FAIL, None)
-        row = results_row(
-            round_id=rid,
-            number=number,
-            state="FAIL",
-            execution_time=elapsed,
-            metrics={},
-            params=_tokens(round_params),
-            error_type=type(exc).__name__,
-            error_message=message,
-        )
-        self.csv.append(row, metric_names=None)
 
     def _track_best(self, value: float) -> None:
         maximize = self.objective[0][1] == "maximize"
