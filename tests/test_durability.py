@@ -242,3 +242,43 @@ def test_a_second_sigint_interrupts_the_round_and_requeues_it(tmp_path):
 def test_resume_must_be_true_false_or_force(tmp_path, bad):
     with pytest.raises(ValueError, match="'resume'"):
         make_loop(tmp_path).run("toy", n_permutations=2, resume=bad, progress_bar=False)
+
+
+def test_resume_after_a_clean_ctrl_c_keeps_strategy_domain_and_queue(tmp_path):
+    import strategy_sfd
+
+    def strategy_loop() -> UniversalExperimentLoop:
+        return UniversalExperimentLoop(
+            sfd=strategy_sfd,
+            data=strategy_sfd.data(),
+            experiment_dir=tmp_path / "steer",
+            objective="score",
+            search_strategy={"name": "tpe", "n_startup_trials": 3, "seed": 5},
+        )
+
+    queued = {"x": 7, "lr": 0.1, "mode": "c", "scaler": strategy_sfd.StandardScaler}
+    loop = strategy_loop()
+    calls = []
+    stopped = []
+
+    def model(data, round_params):
+        calls.append(round_params)
+        if len(calls) == 4 and not stopped:
+            stopped.append(True)
+            loop.domain.remove_value("mode", "a")
+            loop.msq.inject(queued, prioritize=True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return strategy_sfd.model(data, round_params)
+
+    loop.run("steer", n_permutations=12, model=model, progress_bar=False)
+    assert loop.interrupted and len(calls) == 4
+    strategy = loop.study.user_attrs["limen:strategy"]
+
+    resumed = strategy_loop()
+    calls.clear()
+    resumed.run("steer", n_permutations=12, model=model, resume=True, progress_bar=False)
+    assert resumed.study.user_attrs["limen:strategy"] == strategy
+    assert resumed.domain.values_for("mode") == ["b", "c"]
+    assert calls[0] == queued
+    assert all(c["mode"] != "a" for c in calls)
+    assert len(resumed.experiment_log) == 12

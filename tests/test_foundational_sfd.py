@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -217,3 +219,30 @@ def test_quantile_targets_validate_their_parameters(shift, q):
 def test_a_quantile_target_must_be_fitted_before_labelling():
     with pytest.raises(ValueError, match="fit on the train split first"):
         QuantileBinaryTarget(shift=1, q=0.5).transform(synthetic_klines(20))
+
+
+SHELL_SESSION = """
+import limen
+sfd = limen.sfd.foundational_sfd.{name}
+log = limen.UniversalExperimentLoop(sfd=sfd, test_mode=True).run("x", n_permutations=20)
+objective = sfd.manifest().objective[0][0]
+assert len(log) == 20 and log["id"].is_unique, log
+assert (log["state"] == "COMPLETE").all(), log["state"]
+assert log[objective].notna().all()
+print("ok", len(log))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["logreg_binary", "random_binary", "gbm_regressor"])
+def test_each_foundational_sfd_runs_twenty_rounds_as_typed_in_a_shell(name, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", SHELL_SESSION.format(name=name)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok 20"
+    assert (tmp_path / "limen-runs/x/study.db").exists()
