@@ -142,6 +142,7 @@ def command_run(args: argparse.Namespace) -> int:
         direction=config.direction,
         search_strategy=config.strategy,
         pruner=config.pruner,
+        pruning_strategies=config.reducers or None,
         feedback_interval=config.feedback_interval,
         checkpoint_interval=config.checkpoint_interval,
     )

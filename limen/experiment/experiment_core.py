@@ -45,6 +45,7 @@ from limen.adapters.storage import (
 )
 from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ResumeError
+from limen.experiment.feedback_controller import FeedbackController
 from limen.experiment.identity import (
     data_fingerprint,
     source_hash,
@@ -68,6 +69,7 @@ from limen.experiment.records import (
     round_record,
     write_json_atomic,
 )
+from limen.experiment.reducer import make_reducers
 from limen.experiment.search_strategy import (
     SearchStrategy,
     make_strategy,
@@ -82,6 +84,8 @@ RESERVED_RESULT_KEYS = ("_preds", "_model", "models", "extras")
 DIRECTIONS = ("maximize", "minimize")
 EXPERIMENT_FILES = (RESULTS_CSV, ROUND_DATA_JSONL, METADATA_JSON)
 ATTR = "limen:"
+FEEDBACK_ATTR = ATTR + "feedback_state"
+INTERVENTIONS_JSON = "interventions.json"
 
 
 @dataclass
@@ -132,7 +136,13 @@ class UniversalExperimentLoop:
             mutable ``self.domain``.
         pruner: an Optuna pruner name (``"median"``), config dict or ``BasePruner``; models
             report intermediate values with ``limen.experiment.report(value, step)``.
-        feedback_interval: rounds between feedback triggers (>= 1).
+        pruning_strategies: reducers run at each feedback trigger: ``PruningStrategy``
+            instances or config dicts ``{"name": "sanity", **kwargs}`` (needs a
+            ``search_strategy``).
+        intra_callback: ``callback(log, msq)`` run at each feedback trigger, after the
+            reducers (needs a ``search_strategy``).
+        feedback_interval: finished rounds between feedback triggers (>= 1): reducers, then
+            ``intra_callback``, then ``<experiment_dir>/interventions.json`` when it changed.
         checkpoint_interval: rounds between saves of the mutable search state (>= 1); domain
             mutations are saved at once.
     """
@@ -149,6 +159,8 @@ class UniversalExperimentLoop:
         direction: str | Sequence[str] | None = None,
         search_strategy: Any = None,
         pruner: Any = None,
+        pruning_strategies: Sequence[Any] | None = None,
+        intra_callback: Callable[[pd.DataFrame, Any], Any] | None = None,
         feedback_interval: int = 100,
         checkpoint_interval: int = 100,
         save_artifacts: bool = False,
@@ -182,6 +194,19 @@ class UniversalExperimentLoop:
         self._pruner = pruner
         pruner_config(pruner)
         self.feedback_interval = _check_interval("feedback_interval", feedback_interval)
+        self.pruning_strategies = make_reducers(pruning_strategies)
+        if intra_callback is not None and not callable(intra_callback):
+            raise TypeError(
+                "The 'intra_callback' parameter of UniversalExperimentLoop must be "
+                f"callable(log, msq) or None. Got {intra_callback!r} instead."
+            )
+        self.intra_callback = intra_callback
+        if search_strategy is None and (self.pruning_strategies or intra_callback is not None):
+            raise ValueError(
+                "Reducers and intra_callback act on the MSQ, which only the strategy path has: "
+                "pass search_strategy=... (e.g. search_strategy='random') to "
+                "UniversalExperimentLoop, or drop pruning_strategies=/intra_callback=."
+            )
         self.checkpoint_interval = _check_interval("checkpoint_interval", checkpoint_interval)
         self.domain: ParamDomain | None = None
         self.msq: Any = None
@@ -456,6 +481,7 @@ class _RoundRunner:
         self.data_dict: Any = None
         self.interrupted = False
         self.exhausted = False
+        self.feedback: FeedbackController | None = None
 
     # ----------------------------------------------------------- lifecycle
 
@@ -501,6 +527,8 @@ class _RoundRunner:
             lost = self.proposer.restore(self.finished)
             if lost:
                 logger.warning("Re-register the MSQ filters %s: callables are not stored.", lost)
+        if isinstance(self.proposer, StrategyProposer):
+            self.feedback = self._make_feedback()
         self._restore_best(trials)
         self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
 
@@ -532,6 +560,34 @@ class _RoundRunner:
         plan.codec = proposer.codec
         self.loop.domain, self.loop.msq = proposer.domain, proposer.msq
         return proposer
+
+    def _make_feedback(self) -> FeedbackController:
+        """The feedback controller of the strategy path, its state restored on resume."""
+        directory = self.plan.experiment_dir
+        feedback = FeedbackController(
+            feedback_interval=self.loop.feedback_interval,
+            pruning_strategies=self.loop.pruning_strategies,
+            intra_callback=self.loop.intra_callback,
+            intervention_path=directory / INTERVENTIONS_JSON,
+            audit_log_path=directory / AUDIT_JSONL,
+        )
+        stored = self.storage.get_study_user_attrs(self.study_id).get(FEEDBACK_ATTR)
+        if self.plan.resume and stored is not None:
+            feedback.set_state(stored)
+        return feedback
+
+    def _feedback(self) -> None:
+        """Trigger feedback when due; persist what it applied and its own state at once."""
+        if self.feedback is None or not self.feedback.should_trigger(self.finished):
+            return
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        log = trial_attrs.experiment_log(trials, self.plan.codec)
+        applied = self.feedback.trigger(log, self.loop.msq, self.finished)
+        if applied:
+            self.proposer.save(self.finished)
+        # Saved after the search state: a crash in between replays this trigger's
+        # interventions, which are idempotent, instead of losing them.
+        self.storage.set_study_user_attr(self.study_id, FEEDBACK_ATTR, self.feedback.get_state())
 
     def _strategy_record(self) -> dict[str, Any]:
         """The strategy config kept in the study, enough to rebuild it on resume."""
@@ -763,6 +819,7 @@ class _RoundRunner:
                 bar.update(1)
                 if self.best is not None:
                     bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
+                self._feedback()
         except KeyboardInterrupt:
             self.interrupted = True
             if claimed is not None:

@@ -17,6 +17,7 @@ This module never imports Optuna.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -53,6 +54,32 @@ def _remove_le(param: str, threshold: Any) -> Filter:
     return lambda combo: combo[param] <= threshold
 
 
+_SAMPLE_BUCKETS = 10_000
+
+
+def combo_bucket(combo: Mapping[str, Any]) -> int:
+    """A stable bucket in ``[0, 10000)`` for ``combo`` (its parameters, not ``_`` metadata)."""
+    items = sorted((str(k), value_token(v)) for k, v in combo.items() if not str(k).startswith("_"))
+    digest = hashlib.sha256(repr(items).encode("utf-8")).hexdigest()
+    return int(digest[:12], 16) % _SAMPLE_BUCKETS
+
+
+def sample_filter(param: str, value: Any, fraction: float) -> Filter:
+    """Remove combinations with ``param == value`` except a stable ``fraction`` of them.
+
+    A saturated value keeps being visited, rarely (the saturation reducer's filter).
+    """
+    token = value_token(value)
+    kept_buckets = round(fraction * _SAMPLE_BUCKETS)
+
+    def remove(combo: Mapping[str, Any]) -> bool:
+        if param not in combo or value_token(combo[param]) != token:
+            return False
+        return combo_bucket(combo) >= kept_buckets
+
+    return remove
+
+
 # filter_type -> builder(filter_params) -> filter; a filter returns True to remove a combination.
 FILTER_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Filter]] = {
     "keep_between": lambda p: _keep_between(p["param"], p["lower"], p["upper"]),
@@ -60,6 +87,7 @@ FILTER_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Filter]] = {
     "remove_values": lambda p: _remove_values(p["param"], list(p["values"])),
     "remove_ge": lambda p: _remove_ge(p["param"], p["threshold"]),
     "remove_le": lambda p: _remove_le(p["param"], p["threshold"]),
+    "sample": lambda p: sample_filter(p["param"], p["value"], float(p["fraction"])),
 }
 
 

@@ -1,0 +1,183 @@
+"""PruningStrategy: the contract of a reducer, plus the checks and log readers reducers share.
+
+A reducer reads the experiment log (one row per finished round) and returns declarative
+interventions; ``FeedbackController`` dispatches them to the MSQ. A reducer never mutates the
+MSQ itself. This module never imports Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+
+from limen.experiment.identity import value_token
+from limen.experiment.param_domain import Range
+
+ACTION_SUGGEST = "suggest"
+
+
+class PruningStrategy(ABC):
+    """A reducer: turns live results into interventions on the domain and the MSQ.
+
+    The controller calls ``analyze_and_intervene(log, msq)`` every ``feedback_interval``
+    finished rounds while ``active``. Each returned dict names an ``op`` of the controller's
+    dispatch table (``remove_is``, ``trim``, ``set_filter``, ...) with its arguments, and
+    optionally a ``reason``; a dict with ``action: "suggest"`` is recorded, not applied.
+    ``get_state``/``set_state`` carry what the reducer remembers across a resume (JSON-safe).
+
+    Args:
+        active: an inactive reducer returns no intervention.
+    """
+
+    ACTION_SUGGEST = ACTION_SUGGEST
+
+    def __init__(self, *, active: bool = True) -> None:
+        self.active = active
+
+    @property
+    def active(self) -> bool:
+        """Whether the reducer takes part in feedback triggers."""
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        check_bool(self, "active", value)
+        self._active = value
+
+    @abstractmethod
+    def analyze_and_intervene(self, log: pd.DataFrame, msq: Any) -> list[dict[str, Any]]:
+        """Interventions for ``msq`` from the finished rounds in ``log`` (no side effect)."""
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """What the reducer remembers, JSON-safe."""
+
+    @abstractmethod
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore ``get_state``'s result."""
+
+    def _ready(self, log: pd.DataFrame, metric: str | None) -> bool:
+        """Active, with rounds, and (when ``metric`` is given) a column for it."""
+        if not self.active or log is None or log.empty:
+            return False
+        return metric is None or metric in log.columns
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _fail(owner: Any, name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(
+        f"The '{name}' parameter of {type(owner).__name__} must be {expected}. "
+        f"Got {value!r} instead."
+    )
+
+
+def check_bool(owner: Any, name: str, value: Any) -> bool:
+    """``value`` when it is a bool."""
+    if not isinstance(value, bool):
+        raise _fail(owner, name, "a bool", value)
+    return value
+
+
+def check_str(owner: Any, name: str, value: Any, *, optional: bool = False) -> str | None:
+    """``value`` when it is a non-empty string (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _fail(owner, name, "a non-empty str" + (" or None" if optional else ""), value)
+    return value
+
+
+def check_int(owner: Any, name: str, value: Any, low: int, *, optional: bool = False) -> int | None:
+    """``value`` when it is an int in ``[low, inf)`` (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise _fail(
+            owner, name, f"an int in [{low}, inf)" + (" or None" if optional else ""), value
+        )
+    return value
+
+
+def check_real(
+    owner: Any,
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    optional: bool = False,
+) -> float | None:
+    """``value`` when it is a finite number in the interval (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    in_range = is_number and math.isfinite(value) and low <= value <= high
+    if not in_range or (low_open and value == low):
+        left = "(" if low_open else "["
+        right = "inf)" if high == math.inf else f"{high}]"
+        expected = f"a number in {left}{low}, {right}" + (" or None" if optional else "")
+        raise _fail(owner, name, expected, value)
+    return float(value)
+
+
+def require_keys(owner: Any, state: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the first of ``keys`` missing from ``state``."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"Invalid {type(owner).__name__} state: expected a dict, got {state!r}.")
+    for key in keys:
+        if key not in state:
+            raise ValueError(f"Invalid {type(owner).__name__} state: missing required key '{key}'.")
+
+
+# ---------------------------------------------------------------- log readers
+
+
+def metric_series(log: pd.DataFrame, metric: str) -> pd.Series:
+    """``metric`` as floats; missing or non-numeric values are NaN."""
+    return pd.to_numeric(log[metric], errors="coerce").astype(float)
+
+
+def logged_params(log: pd.DataFrame, msq: Any) -> list[str]:
+    """The domain's parameters that have a column in ``log``."""
+    return [key for key in msq.domain_keys if key in log.columns]
+
+
+def value_groups(log: pd.DataFrame, param: str) -> Iterator[tuple[Any, pd.Index]]:
+    """``(value, row index)`` per distinct value of ``param``, in order of first appearance.
+
+    Values are grouped by their token so that functions, classes and None group too.
+    """
+    tokens = log[param].map(value_token)
+    for token in dict.fromkeys(tokens):
+        rows = tokens.index[tokens == token]
+        yield log[param].loc[rows[0]], rows
+
+
+def is_listed(msq: Any, param: str, value: Any) -> bool:
+    """Whether ``value`` is still one of ``param``'s listed values."""
+    entry = msq.domain.values_for(param)
+    return not isinstance(entry, Range) and any(value_token(v) == value_token(value) for v in entry)
+
+
+def removable(msq: Any, param: str, value: Any, pending: set[tuple[str, Any]]) -> bool:
+    """Whether removing ``value`` (after the ``pending`` removals) leaves ``param`` a value."""
+    if not is_listed(msq, param, value):
+        return False
+    left = [
+        v
+        for v in msq.domain.values_for(param)
+        if (param, value_token(v)) not in pending and value_token(v) != value_token(value)
+    ]
+    return bool(left)
+
+
+def pair_key(param: str, value: Any) -> list[Any]:
+    """A JSON-safe key of one parameter value (for reducer state)."""
+    return [param, value_token(value)]

@@ -1,0 +1,59 @@
+"""REDUCER_REGISTRY: reducer names -> classes, and building reducers from config dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from limen.experiment.reducer.base import PruningStrategy
+from limen.experiment.reducer.budget import BudgetReducer
+from limen.experiment.reducer.correlation import CorrelationReducer
+from limen.experiment.reducer.focus import FocusReducer
+from limen.experiment.reducer.sanity import SanityReducer
+from limen.experiment.reducer.saturation import SaturationReducer
+
+REDUCER_REGISTRY: dict[str, type[PruningStrategy]] = {
+    "budget": BudgetReducer,
+    "correlation": CorrelationReducer,
+    "focus": FocusReducer,
+    "sanity": SanityReducer,
+    "saturation": SaturationReducer,
+}
+
+
+def make_reducer(config: PruningStrategy | Mapping[str, Any]) -> PruningStrategy:
+    """A reducer from an instance (returned as is) or a config ``{"name": "sanity", **kwargs}``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones) or bad kwargs.
+        TypeError: neither a PruningStrategy nor a dict.
+    """
+    if isinstance(config, PruningStrategy):
+        return config
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            "A reducer must be a PruningStrategy or a config dict {'name': 'sanity', ...}. "
+            f"Got {config!r} instead."
+        )
+    kwargs = dict(config)
+    name = kwargs.pop("name", None)
+    if name not in REDUCER_REGISTRY:
+        raise ValueError(
+            f"Unknown reducer name {name!r}. Known reducers: {sorted(REDUCER_REGISTRY)}."
+        )
+    try:
+        return REDUCER_REGISTRY[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"Reducer {name!r}: {exc}") from None
+
+
+def make_reducers(configs: Sequence[Any] | None) -> list[PruningStrategy]:
+    """Reducers from a list of instances and config dicts (None: none)."""
+    if configs is None:
+        return []
+    if isinstance(configs, Mapping | str) or not isinstance(configs, Sequence):
+        raise TypeError(
+            "The 'pruning_strategies' parameter must be a list of PruningStrategy instances or "
+            f"config dicts. Got {configs!r} instead."
+        )
+    return [make_reducer(config) for config in configs]
