@@ -219,3 +219,24 @@ def test_balanced_metric_is_zero_when_nothing_is_predicted_positive():
 def test_balanced_metric_names_both_lengths_on_mismatch():
     with pytest.raises(ValueError, match=r"'y_pred' has 2 rows but 'y_true' has 3"):
         balanced_metric([1, 0, 1], [1, 0])
+
+
+def test_rowwise_correlation_matches_scipy_for_every_method():
+    import numpy as np
+    from scipy import stats
+
+    from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 40))
+    y = x + rng.normal(size=(3, 40))
+    expected = {
+        "pearson": [stats.pearsonr(a, b).statistic for a, b in zip(x, y, strict=True)],
+        "spearman": [stats.spearmanr(a, b).statistic for a, b in zip(x, y, strict=True)],
+        "kendall": [stats.kendalltau(a, b).statistic for a, b in zip(x, y, strict=True)],
+    }
+    for method, values in expected.items():
+        assert np.allclose(rowwise_correlation(x, y, method), values)
+    boots = bootstrap_correlations(x[0], y[0], method="spearman", n_boot=50, rng=rng)
+    assert boots.shape == (50,) and np.all(boots > 0)
+    assert np.isnan(rowwise_correlation(np.ones((1, 5)), y[:1, :5], "pearson")[0])

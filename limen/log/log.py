@@ -23,7 +23,6 @@ import pandas as pd
 from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from scipy.stats import rankdata
 
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
 from limen.experiment.identity import value_token
@@ -38,6 +37,7 @@ from limen.experiment.trainer.study_source import (
     study_codec,
 )
 from limen.log.plots import PLOT_KINDS, write_plot
+from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
 
 if TYPE_CHECKING:
     from limen.experiment.experiment_core import UniversalExperimentLoop
@@ -451,10 +451,8 @@ def _cohort_correlations(
         xv, yv = x[valid], metric[valid]
         if len(xv) < 3 or np.ptp(xv) == 0 or np.ptp(yv) == 0:
             continue
-        corr = float(_rowwise_corr(xv[None, :], yv[None, :], method)[0])
-        picks = rng.integers(0, len(xv), size=(n_boot, len(xv)))
-        boots = _rowwise_corr(xv[picks], yv[picks], method)
-        boots = boots[np.isfinite(boots)]
+        corr = float(rowwise_correlation(xv[None, :], yv[None, :], method)[0])
+        boots = bootstrap_correlations(xv, yv, method=method, n_boot=n_boot, rng=rng)
         median = float(np.median(boots)) if boots.size else math.nan
         rows.append(
             {
@@ -474,19 +472,6 @@ def _cohort_correlations(
         return frame
     order = frame["corr_med"].abs().sort_values(ascending=False, kind="mergesort").index
     return frame.loc[order].reset_index(drop=True)
-
-
-def _rowwise_corr(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
-    """The correlation of each row of ``x`` with the same row of ``y`` (NaN when constant)."""
-    if method == "spearman":
-        x, y = rankdata(x, axis=1), rankdata(y, axis=1)
-    xc = x - x.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result = (xc * yc).sum(axis=1) / denominator
-    result[denominator == 0] = np.nan
-    return result
 
 
 def _recent_rate(finished: Sequence[FrozenTrial]) -> float | None:

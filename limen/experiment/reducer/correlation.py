@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau, rankdata
 
 from limen.experiment.identity import value_token
 from limen.experiment.reducer.base import (
@@ -28,6 +27,7 @@ from limen.experiment.reducer.base import (
     require_keys,
     value_groups,
 )
+from limen.metrics.correlation import bootstrap_correlations
 
 METHODS = ("spearman", "pearson", "kendall")
 
@@ -42,19 +42,7 @@ def bootstrap_correlation(
     """
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
-    picks = rng.integers(0, len(x), size=(n_boot, len(x)))
-    if method == "kendall":
-        boots = np.array([kendalltau(x[p], y[p]).statistic for p in picks], dtype=float)
-    else:
-        xs, ys = x[picks], y[picks]
-        if method == "spearman":
-            xs, ys = rankdata(xs, axis=1), rankdata(ys, axis=1)
-        xc = xs - xs.mean(axis=1, keepdims=True)
-        yc = ys - ys.mean(axis=1, keepdims=True)
-        denominator = np.sqrt((xc * xc).sum(axis=1) * (yc * yc).sum(axis=1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boots = (xc * yc).sum(axis=1) / denominator
-    boots = boots[np.isfinite(boots)]
+    boots = bootstrap_correlations(x, y, method=method, n_boot=n_boot, rng=rng)
     if not boots.size:
         return None
     median = float(np.median(boots))
