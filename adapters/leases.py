@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +37,8 @@ LEASE_GRACE_S = 60.0
 OWNER = "limen:owner"
 RETRY_OF = "limen:retry_of"
 LEASE_EXPIRED = "lease expired"
+INTERRUPTED = "interrupted"
+REQUEUED = (LEASE_EXPIRED, INTERRUPTED)
 
 
 def owner_record() -> dict[str, Any]:
@@ -186,15 +187,19 @@ def requeue(storage: LimenStorage, study_id: int, trial: FrozenTrial) -> None:
     storage.create_new_trial(study_id, template_trial=retry)
 
 
-def requeue_orphans(storage: LimenStorage, study_id: int, trials: Iterable[FrozenTrial]) -> int:
-    """Re-queue attempts whose retry was never created (a crash between the two writes)."""
-    trials = list(trials)
+def requeue_orphans(storage: LimenStorage, study_id: int) -> int:
+    """Re-queue lost attempts whose retry was never created (a crash between the two writes).
+
+    Only attempts that lost their round (``lease expired``, ``interrupted``) are re-queued;
+    proposals a strategy rejected on purpose are not.
+    """
+    failed = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.FAIL,))
+    lost = [t for t in failed if t.user_attrs.get(ATTEMPT) in REQUEUED]
+    if not lost:
+        return 0
+    trials = storage.get_all_trials(study_id, deepcopy=False)
     retried = {t.system_attrs.get(RETRY_OF) for t in trials}
-    orphans = [
-        t
-        for t in trials
-        if t.state == TrialState.FAIL and ATTEMPT in t.user_attrs and t.number not in retried
-    ]
+    orphans = [t for t in lost if t.number not in retried]
     for trial in orphans:
         requeue(storage, study_id, trial)
     return len(orphans)
@@ -206,5 +211,4 @@ def reap(storage: LimenStorage, study_id: int, grace: float = LEASE_GRACE_S) -> 
         release(storage, study_id, trial, LEASE_EXPIRED)
         for trial in expired_trials(storage, study_id, grace)
     )
-    trials = storage.get_all_trials(study_id, deepcopy=False)
-    return released + requeue_orphans(storage, study_id, trials)
+    return released + requeue_orphans(storage, study_id)

@@ -282,3 +282,18 @@ def test_resume_after_a_clean_ctrl_c_keeps_strategy_domain_and_queue(tmp_path):
     assert calls[0] == queued
     assert all(c["mode"] != "a" for c in calls)
     assert len(resumed.experiment_log) == 12
+
+
+def test_a_lost_attempt_without_its_retry_is_requeued_but_a_rejected_proposal_is_not(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    dist = {"x": optuna.distributions.IntDistribution(0, 3)}
+    for value, reason in ((1.0, leases.LEASE_EXPIRED), (2.0, "rejected")):
+        trial_id, _ = storage.create_running_trial(study._study_id, {"x": value}, dist)
+        storage.finish_trial(trial_id, TrialState.FAIL, None, {"limen:attempt": reason})
+
+    assert leases.reap(storage, study._study_id) == 1
+    assert leases.reap(storage, study._study_id) == 0
+    waiting = storage.get_all_trials(study._study_id, states=(TrialState.WAITING,))
+    assert [t.params for t in waiting] == [{"x": 1}]
+    assert waiting[0].system_attrs[leases.RETRY_OF] == 0

@@ -825,7 +825,7 @@ class _RoundRunner:
             if claimed is not None:
                 trial = self.storage.get_trial(claimed.trial_id)
                 if trial.state == TrialState.RUNNING:
-                    leases.release(self.storage, self.study_id, trial, "interrupted")
+                    leases.release(self.storage, self.study_id, trial, leases.INTERRUPTED)
             logger.warning("Interrupted: the study is consistent; resume to continue.")
             return False
         return True
@@ -1060,7 +1060,7 @@ class _RoundRunner:
         trials = study.get_trials(deepcopy=False)
         log = trial_attrs.experiment_log(trials, self.plan.codec, self.plan.context_params)
         self.loop.experiment_log = log
-        self.loop.best_round = self._best_round(study)
+        self.loop.best_round = self._best_round(study, trials)
         self.loop.exhausted = self.exhausted
         self.loop.interrupted = self.interrupted
         logger.info(
@@ -1071,8 +1071,10 @@ class _RoundRunner:
             redact_url(self.plan.storage_url),
         )
 
-    def _best_round(self, study: optuna.Study) -> dict[str, Any] | None:
-        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    def _best_round(
+        self, study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial]
+    ) -> dict[str, Any] | None:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete or not self.objective:
             return None
         sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
