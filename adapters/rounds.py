@@ -8,12 +8,12 @@ the round or a RUNNING trial whose parameters can be queued again.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from optuna.storages._rdb import models
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
 
 from limen.adapters import leases
@@ -47,11 +47,23 @@ def claim_waiting(storage: LimenStorage, study_id: int, codec: DomainCodec) -> C
 
     WAITING trials are re-runs of attempts that reached no outcome and combinations enqueued
     with ``study.enqueue_trial`` (whose values sit in the ``fixed_params`` system attr).
-    Moving WAITING -> RUNNING is atomic in the storage, so two workers never take the same one.
     """
-    if not _has_waiting(storage, study_id):
+    if not has_waiting(storage, study_id):
         return None
-    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    return take_waiting(storage, codec, waiting)
+
+
+def take_waiting(
+    storage: LimenStorage, codec: DomainCodec, waiting: Iterable[FrozenTrial]
+) -> ClaimedRound | None:
+    """Claim the first of ``waiting`` no other worker took first, as this process's round.
+
+    Moving WAITING -> RUNNING is atomic in the storage, so two workers never take the same one.
+    The claimed trial gets its parameters (when it only had ``fixed_params``), its round id and
+    this process as its owner, so its lease works like any other round's.
+    """
+    for trial in waiting:
         if not storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
             continue
         stored = trial.params or trial.system_attrs.get("fixed_params", {})
@@ -98,7 +110,7 @@ class WaitingQueue:
         return claimed
 
 
-def _has_waiting(storage: LimenStorage, study_id: int) -> bool:
+def has_waiting(storage: LimenStorage, study_id: int) -> bool:
     """One indexed lookup instead of loading every WAITING trial on each round."""
     trials = models.TrialModel
     query = (

@@ -63,7 +63,7 @@ from limen.adapters import options as opt
 from limen.adapters import trials as trial_attrs
 from limen.adapters.distributions import DomainCodec, ParamCodec, codec_for
 from limen.adapters.pruners import RoundReporter
-from limen.adapters.rounds import ClaimedRound, GridProposer
+from limen.adapters.rounds import ClaimedRound, GridProposer, has_waiting, take_waiting
 from limen.adapters.storage import LimenStorage
 from limen.experiment.checkpoint_manager import CheckpointManager
 from limen.experiment.identity import round_id, value_token
@@ -920,19 +920,14 @@ class StudyQueue:
 
     def pop(self) -> Proposal | None:
         """Claim the next WAITING trial (atomically: two workers never take the same one)."""
-        storage, codec = self._session.storage, self.strategy.codec
-        for trial in self._waiting():
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
-                continue
-            stored = trial.params or trial.system_attrs.get("fixed_params", {})
-            combo = codec.decode(stored)
-            if not trial.params:
-                for name, value in codec.to_internal(combo).items():
-                    storage.set_trial_param(trial._trial_id, name, value, codec.distributions[name])
-            rid = round_id(combo)
-            storage.set_trial_user_attr(trial._trial_id, trial_attrs.ROUND_ID, rid)
-            return Proposal(combo, ticket=(trial._trial_id, trial.number), injected=True)
-        return None
+        storage, study_id = self._session.storage, self._session.study_id
+        if not has_waiting(storage, study_id):
+            return None
+        claimed = take_waiting(storage, self.strategy.codec, self._waiting())
+        if claimed is None:
+            return None
+        ticket = (claimed.trial_id, claimed.number)
+        return Proposal(claimed.combo, ticket=ticket, injected=True)
 
     def __len__(self) -> int:
         return len(self._waiting())

@@ -170,3 +170,14 @@ def test_domain_interventions_go_through_the_domain():
     assert msq.keep_between("a", 1, 1) == 1
     assert msq.inject_value("b", "z") is True
     assert msq.domain.get_state() == {"a": [1], "b": ["x", "y", "z"]}
+
+
+def test_a_queued_round_is_owned_by_the_worker_that_takes_it(tmp_path):
+    from limen.adapters.leases import OWNER, owner_record
+
+    loop = make_loop(tmp_path)
+    model, _ = steering(loop, lambda msq: msq.inject(COMBO, prioritize=True))
+    loop.run("s", n_permutations=4, progress_bar=False, model=model)
+    injected = [t for t in loop.study.get_trials() if t.user_attrs.get("limen:injected")]
+    assert len(injected) == 1 and injected[0].state.is_finished()
+    assert injected[0].system_attrs[OWNER] == owner_record()
