@@ -90,6 +90,31 @@ class ParamCodec:
             return round(stored) if isinstance(self.distribution, IntDistribution) else stored
         return self.values[self._nearest(stored)]
 
+    def decode_exact(self, stored: Any) -> Any:
+        """The real value for a stored one that must be exactly one of the legal values.
+
+        Unlike ``decode``, nothing is snapped to a neighbour: a trial written by another client
+        (``study.enqueue_trial``) with a value outside the list is refused, not changed.
+
+        Raises:
+            ValueError: naming the parameter and the value.
+        """
+        if self.kind == "categorical" or self.values is None:
+            real = self.decode(stored)
+            integral = self.values is None and isinstance(self.distribution, IntDistribution)
+            if integral and (not _is_number(stored) or real != stored):
+                raise ValueError(
+                    f"{self.name}={stored!r} is not an integer of the parameter's range."
+                )
+            return real
+        for value in self.values:
+            if same_value(value, stored):
+                return value
+        raise ValueError(
+            f"{self.name}={stored!r} is not one of the parameter's values "
+            f"{[value_token(v) for v in self.values]!r}."
+        )
+
     def value_at(self, index: int) -> Any:
         """The ``index``-th legal value (list order), for grid enumeration."""
         if self.values is None:
@@ -222,3 +247,179 @@ class DomainCodec:
     def describe(self) -> dict[str, Any]:
         """JSON-safe description of every parameter's encoding."""
         return {name: codec.describe() for name, codec in self.params.items()}
+
+    def decode_exact(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Real values for stored parameters that must hold exactly legal values.
+
+        Raises:
+            ValueError: a parameter is missing, unknown or holds a value outside its codec,
+                naming the parameter and the value.
+        """
+        missing = [name for name in self.params if name not in stored]
+        if missing:
+            raise ValueError(f"the parameters {missing} have no value.")
+        extra = [name for name in stored if name not in self.params]
+        if extra:
+            raise ValueError(f"the parameters {extra} are not in the parameter space.")
+        return {name: codec.decode_exact(stored[name]) for name, codec in self.params.items()}
+
+
+class LiveCodec(DomainCodec):
+    """A ``DomainCodec`` whose lists only grow: the union of every value the domain ever held.
+
+    Optuna refuses a categorical whose choices change under one name, and relative samplers
+    only model parameters whose distribution is the same in every trial. So a parameter's
+    distribution covers every value it ever had: removing a value changes nothing stored, and
+    injecting one widens the distribution (appending a categorical choice keeps every stored
+    index valid).
+
+    Args:
+        params: the initial parameter space.
+        discrete: map unevenly spaced numeric lists to categoricals (brute force needs
+            distributions that enumerate exactly the listed values).
+    """
+
+    def __init__(self, params: Mapping[str, list[Any] | Range], *, discrete: bool = False):
+        super().__init__(params)
+        if discrete:
+            self.params = {name: _discrete(codec) for name, codec in self.params.items()}
+
+    def knows(self, name: str, value: Any) -> bool:
+        """Whether ``value`` is in ``name``'s union."""
+        values = self.params[name].values
+        return values is not None and any(same_value(v, value) for v in values)
+
+    def extend(self, name: str, value: Any) -> ParamCodec:
+        """Add ``value`` to ``name``'s union; returns the new codec (its distribution widened).
+
+        Raises:
+            ValueError: the value cannot join the parameter's distribution kind (a float into
+                an integer parameter, a string into a numeric one).
+        """
+        old = self.params[name]
+        values = (*old.values, value)
+        if old.kind == "categorical":
+            choices = (*old.choices, _new_choice(old, value))
+            new = ParamCodec(name, "categorical", CategoricalDistribution(choices), values, choices)
+        else:
+            new = _numeric_union(old, values)
+        self.params[name] = new
+        return new
+
+    def follow(
+        self, domain_params: Mapping[str, list[Any] | Range], names: Sequence[str]
+    ) -> list[str]:
+        """Extend the unions of ``names`` with every value the domain holds that they lack.
+
+        Returns the names whose distribution was widened.
+        """
+        widened = []
+        for name in names:
+            entry = domain_params[name]
+            if isinstance(entry, Range):
+                continue
+            grew = False
+            for value in entry:
+                if not self.knows(name, value):
+                    self.extend(name, value)
+                    grew = True
+            if grew:
+                widened.append(name)
+        return widened
+
+
+def _discrete(codec: ParamCodec) -> ParamCodec:
+    if codec.values is None or codec.kind in ("int", "float", "categorical"):
+        return codec
+    values = codec.values
+    return ParamCodec(codec.name, "categorical", CategoricalDistribution(values), values, values)
+
+
+def _new_choice(old: ParamCodec, value: Any) -> Any:
+    """The stored choice of a value joining a categorical: itself when Optuna can store it
+    beside the existing choices, else its readable token (made unique)."""
+    raw_choices = all(c is v for c, v in zip(old.choices, old.values, strict=True))
+    storable = isinstance(value, str | bool) or value is None or _is_number(value)
+    keys = {_native_key(c) for c in old.choices}
+    if raw_choices and storable and _native_key(value) not in keys:
+        return value
+    token = str(value_token(value))
+    candidate, n = token, 2
+    while _native_key(candidate) in keys:
+        candidate, n = f"{token} #{n}", n + 1
+    return candidate
+
+
+def _numeric_union(old: ParamCodec, values: tuple[Any, ...]) -> ParamCodec:
+    name, dist = old.name, old.distribution
+    if not all(_is_number(v) for v in values):
+        raise ValueError(
+            f"Cannot inject {values[-1]!r} into the numeric parameter '{name}': its values are "
+            "numbers in the study. Use a new parameter for other kinds of values."
+        )
+    is_int = isinstance(dist, IntDistribution)
+    if is_int and not all(_is_int(v) for v in values):
+        raise ValueError(
+            f"Cannot inject {values[-1]!r} into the integer parameter '{name}': the study "
+            "stores it as an IntDistribution. Inject an int, or use a float list from the start."
+        )
+    fresh = codec_for(name, list(values))
+    same_kind = type(fresh.distribution) is type(dist) and fresh.distribution.log == dist.log
+    if same_kind:
+        return ParamCodec(name, fresh.kind, fresh.distribution, values)
+    low, high = min(values), max(values)
+    widened = (
+        IntDistribution(low, high, log=dist.log)
+        if is_int
+        else FloatDistribution(float(low), float(high), log=dist.log)
+    )
+    return ParamCodec(name, "ordered", widened, values)
+
+
+# ----------------------------------------------------------------- values in JSON documents
+
+
+def encode_value(value: Any) -> Any:
+    """A JSON form of a parameter value, kept in the study's search state."""
+    if isinstance(value, bool | str) or value is None:
+        return value
+    if _is_number(value):
+        return value
+    return {"token": value_token(value)}
+
+
+def decode_value(encoded: Any, known: Sequence[Any]) -> Any:
+    """The value ``encode_value`` produced ``encoded`` from, found among ``known`` values.
+
+    A token is never imported: it becomes an object only when one of ``known`` (the values the
+    running SFD declares, and those the domain holds) has that token.
+
+    Raises:
+        ValueError: the token names no known value.
+    """
+    if not isinstance(encoded, dict):
+        return encoded
+    token = encoded.get("token")
+    for value in known:
+        if value_token(value) == token:
+            return value
+    raise ValueError(
+        f"Cannot restore the parameter value {token!r}: it is not among the SFD's values. "
+        "Resume with resume='force' to skip it."
+    )
+
+
+def encode_entries(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A domain state (``ParamDomain.get_state``) in JSON form."""
+    return {
+        key: entry if isinstance(entry, dict) else [encode_value(v) for v in entry]
+        for key, entry in state.items()
+    }
+
+
+def decode_entries(state: Mapping[str, Any], known: Sequence[Any]) -> dict[str, Any]:
+    """``encode_entries``'s result as a state ``ParamDomain.set_state`` accepts."""
+    return {
+        key: entry if isinstance(entry, dict) else [decode_value(v, known) for v in entry]
+        for key, entry in state.items()
+    }

@@ -391,6 +391,144 @@ class LimenStorage(RDBStorage):
         self._remember_distributions(study_id, new.params)
         return position, trial_id, number
 
+    def claim_new_round(
+        self,
+        study_id: int,
+        spec: RoundSpec,
+        *,
+        id_key: str,
+        round_id: str,
+        after_trial_id: int,
+    ) -> tuple[tuple[int, int] | None, list[tuple[int, str | None]]]:
+        """Create round ``round_id``'s RUNNING trial unless another trial already holds it.
+
+        Under the study lock, the ids (user attr ``id_key``) of the study's trials created
+        after ``after_trial_id`` are read first: when one of them is ``round_id``, nothing is
+        written. Trial ids grow in commit order under that lock, so a caller that keeps the
+        ids it has seen and the largest trial id sees every round any process added.
+
+        Returns:
+            ``((trial_id, number) or None, [(trial_id, round id or None), ...])``: the new
+            trial, or None for a duplicate; and the trials created since ``after_trial_id``.
+        """
+        new = _running_trial(*spec)
+
+        def work(conn: Connection) -> tuple[tuple[int, int] | None, list[tuple[int, str | None]]]:
+            _lock_study(conn, self._sql, study_id)
+            params = {"sid": study_id, "after": after_trial_id, "key": id_key}
+            rows = [
+                (int(tid), None if value is None else json.loads(value))
+                for tid, value in conn.execute(self._sql.round_ids_after, params)
+            ]
+            if any(rid == round_id for _, rid in rows):
+                return None, rows
+            return self._insert_locked(conn, study_id, new), rows
+
+        created, rows = self._transaction(work)
+        if created is not None:
+            self._remember_distributions(study_id, new.params)
+        return created, rows
+
+    def round_ids(self, study_id: int, *, id_key: str) -> list[tuple[int, str | None]]:
+        """``(trial_id, round id or None)`` of every trial of the study, by trial id."""
+        params = {"sid": study_id, "after": -1, "key": id_key}
+        with self.engine.connect() as conn:
+            return [
+                (int(tid), None if value is None else json.loads(value))
+                for tid, value in conn.execute(self._sql.round_ids_after, params)
+            ]
+
+    def start_waiting_round(
+        self,
+        study_id: int,
+        trial_id: int,
+        *,
+        params: Sequence[tuple[str, float, BaseDistribution]],
+        user_attrs: Mapping[str, Any],
+        system_attrs: Mapping[str, Any],
+        id_key: str,
+        exclude_key: str,
+    ) -> tuple[bool, int | None]:
+        """Move a WAITING trial to RUNNING as a round, in one transaction under the study lock.
+
+        ``params`` are written when the trial has none (a trial enqueued with fixed params).
+        The round id is ``user_attrs[id_key]``; when another trial of the study holds it and is
+        neither WAITING nor marked with ``exclude_key`` (an attempt that never finished),
+        nothing is written.
+
+        Returns:
+            ``(True, None)`` when started; ``(False, None)`` when the trial is no longer WAITING
+            (another worker took it); ``(False, number)`` when trial ``number`` holds the round.
+        """
+        user_rows, system_rows = _attr_rows(user_attrs), _attr_rows(system_attrs)
+        rid_json = json.dumps(user_attrs[id_key])
+
+        def work(conn: Connection) -> tuple[bool, int | None]:
+            _lock_study(conn, self._sql, study_id)
+            row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
+            if row is None or row.state != TrialState.WAITING:
+                return False, None
+            holder = conn.execute(
+                self._sql.round_holder,
+                {
+                    "sid": study_id,
+                    "tid": trial_id,
+                    "key": id_key,
+                    "rid": rid_json,
+                    "exclude": exclude_key,
+                },
+            ).first()
+            if holder is not None:
+                return False, int(holder.number)
+            if params and conn.execute(self._sql.has_params, {"tid": trial_id}).first() is None:
+                self._check_distributions(conn, study_id, params)
+                conn.execute(self._sql.insert_params, _param_rows(trial_id, params))
+            self._upsert(conn, "user_attrs", trial_id, user_rows)
+            self._upsert(conn, "system_attrs", trial_id, system_rows)
+            self._set_state(conn, trial_id, TrialState.RUNNING)
+            return True, None
+
+        return self._transaction(work)
+
+    def end_waiting_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> bool:
+        """End a WAITING trial as FAIL with ``user_attrs`` (its reason); False if not WAITING."""
+        user_rows = _attr_rows(user_attrs)
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
+            if row is None or row.state != TrialState.WAITING:
+                return False
+            self._upsert(conn, "user_attrs", trial_id, user_rows)
+            self._set_state(conn, trial_id, TrialState.FAIL)
+            return True
+
+        return self._transaction(work)
+
+    def has_waiting_trials(self, study_id: int) -> bool:
+        """Whether the study holds a WAITING trial (one indexed lookup)."""
+        with self.engine.connect() as conn:
+            return conn.execute(self._sql.any_waiting, {"sid": study_id}).first() is not None
+
+    def widen_distribution(self, study_id: int, name: str, distribution: BaseDistribution) -> None:
+        """Give parameter ``name`` of every trial of the study the (wider) ``distribution``.
+
+        Used when a domain injection adds a value: appending a categorical choice or widening
+        a numeric range keeps every stored value valid under the new distribution, and the
+        study stays one space for samplers, plain Optuna and optuna-dashboard.
+        """
+        statement = (
+            update(_TRIAL_PARAMS)
+            .where(
+                _TRIAL_PARAMS.c.param_name == name,
+                _TRIAL_PARAMS.c.trial_id.in_(
+                    select(_TRIALS.c.trial_id).where(_TRIALS.c.study_id == study_id)
+                ),
+            )
+            .values(distribution_json=distribution_to_json(distribution))
+        )
+        self._transaction(lambda conn: conn.execute(statement))
+        self._distributions.pop((study_id, name), None)
+
     def get_sequence(self, study_id: int, key: str) -> int:
         """How many positions of the counter ``key`` have been handed out so far."""
         return int(self.get_study_system_attrs(study_id).get(_sequence_attr(key), 0))
@@ -766,6 +904,43 @@ class _Statements:
         self.read_sequence = select(attrs.c.value_json).where(sequence)
         self.update_sequence = update(attrs).where(sequence)
         self.insert_study_system_attr = attrs.insert()
+        user = _TRIAL_USER_ATTRS
+        tagged = user.alias("tagged")
+        self.round_ids_after = (
+            select(trials.c.trial_id, user.c.value_json)
+            .select_from(
+                trials.outerjoin(
+                    user,
+                    (user.c.trial_id == trials.c.trial_id) & (user.c.key == bindparam("key")),
+                )
+            )
+            .where(trials.c.study_id == bindparam("sid"), trials.c.trial_id > bindparam("after"))
+            .order_by(trials.c.trial_id)
+        )
+        excluded = (
+            select(tagged.c.trial_id)
+            .where(tagged.c.trial_id == trials.c.trial_id, tagged.c.key == bindparam("exclude"))
+            .exists()
+        )
+        self.round_holder = (
+            select(trials.c.number)
+            .join(user, user.c.trial_id == trials.c.trial_id)
+            .where(
+                trials.c.study_id == bindparam("sid"),
+                trials.c.trial_id != bindparam("tid"),
+                trials.c.state != TrialState.WAITING,
+                user.c.key == bindparam("key"),
+                user.c.value_json == bindparam("rid"),
+                ~excluded,
+            )
+            .limit(1)
+        )
+        self.has_params = select(params.c.param_id).where(params.c.trial_id == bindparam("tid"))
+        self.any_waiting = (
+            select(trials.c.trial_id)
+            .where(trials.c.study_id == bindparam("sid"), trials.c.state == TrialState.WAITING)
+            .limit(1)
+        )
 
 
 @functools.cache

@@ -23,7 +23,9 @@ ERROR_TYPE = "error_type"
 ERROR_MESSAGE = "error_message"
 TRACEBACK = "traceback"
 ATTEMPT = "limen:attempt"
-GRID_POSITION = "limen:grid_position"
+INJECTED = "limen:injected"
+PRIORITY = "limen:priority"
+REFUSED = "limen:refused"
 
 FRAMEWORK_ATTRS = frozenset({ROUND_ID, EXECUTION_TIME, ERROR_TYPE, ERROR_MESSAGE, TRACEBACK})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import signal
@@ -16,8 +17,10 @@ from optuna.trial import TrialState
 
 import toy_sfd
 from limen.adapters import leases
+from limen.adapters.distributions import DomainCodec
 from limen.adapters.storage import open_storage
 from limen.experiment import UniversalExperimentLoop
+from limen.experiment.identity import round_id
 
 
 def make_loop(tmp_path: Path) -> UniversalExperimentLoop:
@@ -38,6 +41,27 @@ def finished_ids(study: optuna.Study) -> list[str]:
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         or (t.state == TrialState.FAIL and "limen:attempt" not in t.user_attrs)
     ]
+
+
+def _zombie_round(storage, study_id: int) -> int:
+    """A RUNNING trial of a combination that has not run, owned by a dead local process."""
+    done = storage.get_all_trials(study_id)
+    codec = DomainCodec(toy_sfd.params())
+    ran = {t.user_attrs["id"] for t in done}
+    combo = next(
+        dict(zip(toy_sfd.params(), values, strict=True))
+        for values in itertools.product(*toy_sfd.params().values())
+        if round_id(dict(zip(toy_sfd.params(), values, strict=True))) not in ran
+    )
+    dead = {"host": leases.owner_record()["host"], "pid": 2**22 + 12345}
+    _, number = storage.create_running_trial(
+        study_id,
+        codec.to_internal(combo),
+        codec.distributions,
+        user_attrs={"id": round_id(combo)},
+        system_attrs={leases.OWNER: dead},
+    )
+    return number
 
 
 def interrupting_model(at_call: int):
@@ -78,15 +102,7 @@ def test_a_round_left_running_by_a_dead_process_is_failed_and_rerun(tmp_path):
     make_loop(tmp_path).run("toy", n_permutations=3, progress_bar=False)
     storage = open_storage(f"sqlite:///{tmp_path / 'exp/study.db'}")
     study_id = storage.get_study_id_from_name("toy")
-    done = storage.get_all_trials(study_id, states=(TrialState.COMPLETE,))[0]
-    dead = {"host": leases.owner_record()["host"], "pid": 2**22 + 12345}
-    _, number = storage.create_running_trial(
-        study_id,
-        {k: done.distributions[k].to_internal_repr(v) for k, v in done.params.items()},
-        done.distributions,
-        user_attrs={"id": "f" * 64},
-        system_attrs={leases.OWNER: dead},
-    )
+    number = _zombie_round(storage, study_id)
 
     loop = make_loop(tmp_path)
     loop.run("toy", n_permutations=5, resume=True, progress_bar=False)

@@ -26,6 +26,7 @@ from limen.experiment.reducer import ACTION_SUGGEST, PruningStrategy, make_reduc
 logger = logging.getLogger(__name__)
 
 INTRA_CALLBACK = "intra_callback"
+STRATEGY = "strategy.update_from_feedback"
 INTERVENTION_FILE = "intervention_file"
 # What a failing source may raise and still leave the run going; anything else is a bug.
 SOURCE_ERRORS = (ValueError, KeyError, TypeError, RuntimeError, OSError)
@@ -177,6 +178,10 @@ class FeedbackController:
             self._isolated(INTRA_CALLBACK, errors, self._run_callback, log, msq, applied)
         if self.intervention_path is not None:
             self._isolated(INTERVENTION_FILE, errors, self._run_file, msq, applied)
+        strategy = getattr(msq, "strategy", None)
+        if strategy is not None:
+            # The strategy hears of every trigger, once, with what was applied.
+            self._isolated(STRATEGY, errors, strategy.update_from_feedback, log, list(applied))
         self._audit(current_round, msq, applied, suggestions, errors)
         self.trigger_count += 1
         return applied

@@ -1,17 +1,10 @@
-"""MSQ, the mutable search queue: queued combinations first, then filtered strategy proposals.
+"""MSQ, the mutable search queue and round pipeline: queued combinations, then the strategy.
 
-The MSQ sits between the loop and the search strategy. Each round it yields, in this order:
-
-1. nothing, once a ``trim`` budget or ``n_permutations`` is spent;
-2. the next queued combination (prioritised ones first, the latest prioritised first), as is:
-   filters do not apply to what a user queued on purpose;
-3. otherwise a strategy proposal that is legal in the domain and passes every filter (the
-   strategy is asked again after a refusal; ``FilterExhaustedError`` after
-   ``max_filter_retries`` refusals in a row).
-
-Interventions (domain mutations, filters, injections, trims) are logged with the number of
-rounds yielded so far. The queue itself is pluggable: the loop keeps it in the study as
-waiting trials, so queued combinations survive a crash; ``MemoryQueue`` serves plain-Python use.
+Every round, whatever chose it, passes ``MSQ.next_proposal``: queued combinations first (the
+study's WAITING trials, or an in-memory queue), then the strategy's proposals. Each candidate is
+checked against the live domain, the filters and the rounds that already ran or run, and is
+claimed in the store (one transaction in the study) only when it passes. Interventions (domain
+mutations, filters, injections, trims) are logged with the number of rounds yielded so far.
 This module never imports Optuna.
 """
 
@@ -20,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from limen.experiment.identity import value_token
+from limen.experiment.identity import round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
-from limen.experiment.search_strategy import Proposal, SearchStrategy
+from limen.experiment.search_strategy import SearchStrategy
 
 Filter = Callable[[Mapping[str, Any]], bool]
 
@@ -91,34 +85,131 @@ FILTER_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Filter]] = {
 }
 
 
-class QueueStore(Protocol):
-    """Where queued combinations wait (the study, or memory)."""
+@dataclass
+class Proposal:
+    """A round the pipeline accepted: its combination, id, and the store's handle on it.
 
-    def push(self, combo: Mapping[str, Any], *, prioritize: bool) -> None: ...
+    Attributes:
+        combo: parameter name -> real value (legal in the domain when it was claimed).
+        round_id: the 64-hex id of ``combo`` (``limen.experiment.identity.round_id``).
+        ticket: the store's handle (for the study: the trial id and number).
+        injected: it came from the MSQ queue, not from the strategy.
+    """
 
-    def pop(self) -> Proposal | None: ...
+    combo: dict[str, Any]
+    round_id: str
+    ticket: Any = None
+    injected: bool = False
+
+
+@dataclass
+class Queued:
+    """A queued combination as the store holds it.
+
+    Attributes:
+        handle: the store's reference to it (for the study: the WAITING trial).
+        combo: its real values, or None when the stored values cannot be read.
+        problem: why the stored values cannot be read (None when ``combo`` is set).
+    """
+
+    handle: Any
+    combo: dict[str, Any] | None
+    problem: str | None = None
+
+
+class RoundStore(Protocol):
+    """Where rounds are claimed and queued combinations wait (the study, or memory).
+
+    The store keeps the ids of every round it knows as running, finished or queued, so the
+    pipeline answers most duplicates without asking it twice.
+    """
+
+    def push(self, combo: Mapping[str, Any], *, prioritize: bool) -> bool:
+        """Queue ``combo``; False when that round already ran, runs or waits."""
+        ...
+
+    def queued(self) -> Iterable[Queued]:
+        """The queued combinations, in the order they should run."""
+        ...
+
+    def start(self, queued: Queued, rid: str) -> Proposal | str | None:
+        """Take a queued combination as a round: the Proposal, a reason to refuse it (a
+        duplicate), or None when someone else took it first."""
+        ...
+
+    def refuse(self, queued: Queued, reason: str) -> None:
+        """Drop a queued combination that will not run, keeping ``reason``."""
+        ...
+
+    def is_known(self, rid: str) -> bool:
+        """Whether round ``rid`` is known to have run, to run, or to wait in the queue."""
+        ...
+
+    def claim(self, combo: Mapping[str, Any], rid: str) -> Proposal | None:
+        """Claim a new round atomically; None when it turns out to be a duplicate."""
+        ...
+
+    def outcome(self, rid: str) -> tuple[str, list[float] | None] | None:
+        """The state and values of finished round ``rid``, when known."""
+        ...
 
     def __len__(self) -> int: ...
 
     def items(self) -> list[dict[str, Any]]: ...
 
 
-class MemoryQueue:
-    """An in-process queue: prioritised combinations go to the front."""
+class MemoryRounds:
+    """A round store in memory, for the MSQ used without a study.
+
+    Prioritised combinations go to the front of the queue.
+    """
 
     def __init__(self) -> None:
         self._queue: deque[dict[str, Any]] = deque()
+        self._ids: set[str] = set()
+        self._outcomes: dict[str, tuple[str, list[float] | None]] = {}
 
-    def push(self, combo: Mapping[str, Any], *, prioritize: bool) -> None:
+    def push(self, combo: Mapping[str, Any], *, prioritize: bool) -> bool:
         """Queue ``combo`` at the front (``prioritize``) or at the back."""
         if prioritize:
             self._queue.appendleft(dict(combo))
         else:
             self._queue.append(dict(combo))
+        return True
 
-    def pop(self) -> Proposal | None:
-        """The next queued combination, or None."""
-        return Proposal(self._queue.popleft(), injected=True) if self._queue else None
+    def queued(self) -> Iterable[Queued]:
+        """Pop queued combinations one by one (each is yielded once)."""
+        while self._queue:
+            yield Queued(None, self._queue.popleft())
+
+    def start(self, queued: Queued, rid: str) -> Proposal | str | None:
+        """The queued combination as a round, unless that round already ran."""
+        if rid in self._ids:
+            return "a duplicate of a round that already ran"
+        self._ids.add(rid)
+        return Proposal(dict(queued.combo), rid, injected=True)
+
+    def refuse(self, queued: Queued, reason: str) -> None:
+        """Nothing to keep: the combination is already out of the queue."""
+
+    def is_known(self, rid: str) -> bool:
+        """Whether ``rid`` was claimed before."""
+        return rid in self._ids
+
+    def claim(self, combo: Mapping[str, Any], rid: str) -> Proposal | None:
+        """Claim ``rid`` unless it was claimed before."""
+        if rid in self._ids:
+            return None
+        self._ids.add(rid)
+        return Proposal(dict(combo), rid)
+
+    def finished(self, rid: str, state: str, values: list[float] | None) -> None:
+        """Remember a round's outcome (to answer later duplicates of it)."""
+        self._outcomes[rid] = (state, values)
+
+    def outcome(self, rid: str) -> tuple[str, list[float] | None] | None:
+        """The outcome ``finished`` recorded for ``rid``."""
+        return self._outcomes.get(rid)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -129,14 +220,28 @@ class MemoryQueue:
 
 
 class MSQ:
-    """Queued combinations, filters and a trim budget in front of a search strategy.
+    """The round pipeline: queued combinations, then strategy proposals, each checked once.
+
+    Every round, whatever chose it, comes through ``next_proposal``, in this order:
+
+    1. nothing, once a ``trim`` budget or ``n_permutations`` is spent;
+    2. the next queued combination (prioritised ones first), when the live domain and every
+       filter admit it and it is no duplicate of a round that ran or runs; a refused one is
+       dropped from the queue with its reason (``on_refused``);
+    3. otherwise the strategy's next proposal, checked the same way. A refused proposal is
+       asked again (``FilterExhaustedError`` after ``max_filter_retries`` refusals in a row).
+       A duplicate never becomes a round: the strategy is told the earlier outcome, and after
+       ``max_duplicates`` duplicates in a row one round comes from ``fallback`` (the lazy grid
+       over the remaining space) instead. The run ends when both are exhausted.
 
     Args:
         strategy: proposes combinations; its domain must be ``domain``.
         domain: the mutable space; domain interventions go through it.
         n_permutations: stop after yielding this many rounds (None: no cap).
         max_filter_retries: consecutive refused proposals before ``FilterExhaustedError``.
-        queue: where queued combinations wait (default: in memory).
+        queue: the round store (the study's, or in memory by default).
+        fallback: where novel combinations come from when the strategy repeats itself.
+        max_duplicates: duplicate proposals in a row before one round comes from ``fallback``.
     """
 
     def __init__(
@@ -146,17 +251,25 @@ class MSQ:
         *,
         n_permutations: int | None = None,
         max_filter_retries: int = 1000,
-        queue: QueueStore | None = None,
+        queue: RoundStore | None = None,
+        fallback: SearchStrategy | None = None,
+        max_duplicates: int = 100,
     ) -> None:
         if strategy.domain is not domain:
             raise ValueError("MSQ strategy.domain and domain must reference the same ParamDomain.")
+        if fallback is not None and fallback.domain is not domain:
+            raise ValueError("MSQ fallback.domain and domain must reference the same ParamDomain.")
         _check_count("n_permutations", n_permutations, allow_none=True)
         _check_count("max_filter_retries", max_filter_retries, allow_none=False)
+        _check_count("max_duplicates", max_duplicates, allow_none=False)
         self.strategy = strategy
         self.domain = domain
         self.n_permutations = n_permutations
         self.max_filter_retries = max_filter_retries
-        self.queue: QueueStore = queue if queue is not None else MemoryQueue()
+        self.max_duplicates = max_duplicates
+        self.queue: RoundStore = queue if queue is not None else MemoryRounds()
+        self.fallback = fallback
+        self.on_refused: Callable[[Mapping[str, Any] | None, str], None] | None = None
         self._custom: list[Filter] = []
         self._named: dict[str, Filter] = {}
         self._descriptors: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -188,20 +301,89 @@ class MSQ:
         if self.n_permutations is not None and self._yielded >= self.n_permutations:
             self.stop_reason = f"n_permutations={self.n_permutations} reached"
             return None
-        proposal = self.queue.pop()
-        if proposal is None:
-            proposal = self.strategy.ask(self.admits, self.max_filter_retries)
+        proposal = self._from_queue() or self._from_strategy()
         if proposal is None:
             self.stop_reason = "the parameter space is exhausted"
             return None
         self._yielded += 1
         return proposal
 
+    def refusal(self, combo: Mapping[str, Any]) -> str | None:
+        """Why ``combo`` may not run now (naming the parameter and value), or None."""
+        keys = self.domain.keys
+        missing = [k for k in keys if k not in combo]
+        if missing:
+            return f"it misses the parameters {missing}"
+        extra = [k for k in combo if k not in keys and not str(k).startswith("_")]
+        if extra:
+            return f"it has the unknown parameters {extra}"
+        for key in keys:
+            if not self.domain.is_legal(key, combo[key]):
+                return f"{key}={value_token(combo[key])!r} is not in the domain"
+        for key, condition in self._named.items():
+            if condition(combo):
+                return f"the MSQ filter {key!r} removes it"
+        if any(condition(combo) for condition in self._custom):
+            return "a custom MSQ filter removes it"
+        return None
+
     def admits(self, combo: Mapping[str, Any]) -> bool:
         """Whether ``combo`` is legal in the domain and no filter removes it."""
-        if not self.domain.is_valid_combination(combo):
-            return False
-        return not any(f(combo) for f in (*self._custom, *self._named.values()))
+        return self.refusal(combo) is None
+
+    def _from_queue(self) -> Proposal | None:
+        for queued in self.queue.queued():
+            reason = queued.problem or self.refusal(queued.combo)
+            if reason is None:
+                started = self.queue.start(queued, round_id(queued.combo))
+                if isinstance(started, Proposal):
+                    return started
+                if started is None:
+                    continue
+                reason = started
+            self.queue.refuse(queued, reason)
+            if self.on_refused is not None:
+                self.on_refused(queued.combo, reason)
+        return None
+
+    def _from_strategy(self) -> Proposal | None:
+        source, refused, duplicates = self.strategy, 0, 0
+        while True:
+            try:
+                combo = dict(next(source))
+            except StopIteration:
+                if source is self.fallback or self.fallback is None or source.exhaustive:
+                    return None
+                source = self.fallback
+                continue
+            if self.refusal(combo) is not None:
+                refused += 1
+                if refused >= self.max_filter_retries:
+                    raise FilterExhaustedError(
+                        f"Filters or the domain refused {refused} consecutive proposals. "
+                        "Relax or clear the MSQ filters, or widen the domain."
+                    )
+                continue
+            refused = 0
+            rid = round_id(combo)
+            if not self.queue.is_known(rid):
+                proposal = self.queue.claim(combo, rid)
+                if proposal is not None:
+                    return proposal
+            if source is self.fallback:
+                continue
+            outcome = self.queue.outcome(rid)
+            if outcome is not None:
+                source.tell(combo, *outcome)
+            duplicates += 1
+            if source.exhaustive or duplicates < self.max_duplicates:
+                continue
+            if self.fallback is None:
+                raise FilterExhaustedError(
+                    f"The strategy proposed {duplicates} rounds in a row that already ran. "
+                    "Widen the domain, or give the MSQ a fallback."
+                )
+            source, duplicates = self.fallback, 0
 
     # ------------------------------------------------------------ interventions
 

@@ -499,6 +499,10 @@ class ParamDomain:
             return False
         return all(_admits(self._params[name], combo[name]) for name in names)
 
+    def is_legal(self, param: str, value: Any) -> bool:
+        """True when ``value`` is currently a legal value of ``param`` (KeyError if unknown)."""
+        return _admits(self._entry(param), value)
+
     def get_state(self) -> dict[str, Any]:
         """The domain as plain data: a list per parameter, ``{"range": {...}}`` per Range.
 

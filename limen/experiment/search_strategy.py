@@ -1,34 +1,41 @@
 """SearchStrategy, the port every search algorithm plugs into, and the strategy registry.
 
-A strategy proposes parameter combinations from a ``ParamDomain``; the loop runs them and tells
-the strategy how they ended. The loop calls a strategy in this order:
+A strategy knows search only: it proposes combinations of a ``ParamDomain`` and hears how they
+ended. Everything else (the study's trials, how values are stored, exactly-once, the domain and
+filter checks, the MSQ queue) belongs to the round pipeline (``MSQ.next_proposal``). The
+pipeline calls a strategy in this order:
 
-1. ``attach(session)`` once, after the study is open and before the first proposal. The session
-   is whatever the adapter needs to reach the study (for the Optuna adapters: the storage and
-   the study id); a strategy restores its own state from the study here.
-2. ``ask(admissible, max_attempts)`` for each new round, after the queued combinations of the
-   MSQ ran out. It returns a ``Proposal`` whose combination ``admissible`` accepts, ``None``
-   when the space is exhausted, or raises ``FilterExhaustedError`` when ``max_attempts``
-   proposals in a row were refused. The strategy rejects duplicates of finished rounds itself.
-3. ``tell(proposal, state, values)`` once the round is finished (``state`` is ``"COMPLETE"``,
-   ``"PRUNED"`` or ``"FAIL"``; ``values`` the objective values or ``None``).
-4. ``on_domain_changed(domain, changed)`` whenever the domain is mutated, at any time between
-   the calls above (the strategy is a domain observer from construction).
-5. ``get_state()`` / ``set_state(state)`` around checkpoints and resumes, for state the study
-   does not already hold.
+1. ``set_objective(names, directions)`` once before anything else (the objective metrics and
+   ``"maximize"``/``"minimize"`` for each); on resume ``set_state(state)`` with what
+   ``get_state`` returned at the last checkpoint, then ``tell`` once for every round the study
+   already finished, oldest first.
+2. ``next(strategy)`` whenever a new round is wanted (after the MSQ queue ran dry). It returns a
+   combination: a dict of parameter name -> domain value. ``StopIteration`` means the strategy
+   has nothing more to propose. The pipeline may refuse a proposal (illegal in the domain,
+   removed by a filter, a duplicate of a round already run or running) and call ``next`` again;
+   a duplicate of a finished round is answered with that round's outcome through ``tell``.
+3. ``tell(combo, state, values)`` once per finished round (``state`` is ``"COMPLETE"``,
+   ``"PRUNED"`` or ``"FAIL"``; ``values`` the objective values, or None).
+4. ``on_domain_changed(domain, changed)`` whenever the domain is mutated (the strategy is a
+   domain observer from construction), at any time between the calls above.
+5. ``update_from_feedback(log, interventions)`` once per feedback trigger, with the
+   interventions it applied.
+6. ``get_state()`` at each checkpoint: JSON-safe state that lets ``set_state`` continue.
 
-This module is plain Python: the registry names adapter classes by import path, so importing
-it never imports Optuna.
+Only ``__next__`` is required. This module is plain Python: the registry names adapter classes
+by import path, so importing it never imports Optuna.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from limen.experiment.param_domain import ParamDomain
 
@@ -50,11 +57,11 @@ class StrategyInfo:
     extra: str | None = None
 
 
-_OPTUNA = "limen.adapters.samplers:OptunaStrategy"
+_OPTUNA = "limen.adapters.optuna_strategy:OptunaStrategy"
 
 STRATEGY_REGISTRY: dict[str, StrategyInfo] = {
-    "grid": StrategyInfo("limen.adapters.samplers:GridStrategy", finite_only=True),
-    "random": StrategyInfo(_OPTUNA),
+    "grid": StrategyInfo("limen.adapters.grid_strategy:GridStrategy", finite_only=True),
+    "random": StrategyInfo("limen.experiment.random_strategy:RandomStrategy"),
     "tpe": StrategyInfo(_OPTUNA, model_based=True),
     "cmaes": StrategyInfo(_OPTUNA, model_based=True, extra="cmaes"),
     "gp": StrategyInfo(_OPTUNA, model_based=True, extra="gp"),
@@ -76,28 +83,10 @@ PRUNER_REGISTRY: tuple[str, ...] = (
 )
 
 
-@dataclass
-class Proposal:
-    """One combination a strategy (or the MSQ queue) hands the loop.
-
-    Attributes:
-        combo: parameter name -> real value (decoded, legal in the domain).
-        ticket: the adapter's handle on the round (for Optuna: the trial id and number).
-        injected: it came from the MSQ queue, not from the strategy.
-        meta: free-form details the adapter keeps with the proposal.
-    """
-
-    combo: dict[str, Any]
-    ticket: Any = None
-    injected: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-Admissible = Callable[[Mapping[str, Any]], bool]
-
-
 class SearchStrategy(ABC):
-    """Proposes combinations from a ``ParamDomain`` (see the module docstring for the calls).
+    """Proposes combinations from a ``ParamDomain`` (the module docstring gives the call order).
+
+    A subclass implements ``__next__``; every other method has a do-nothing default.
 
     Args:
         domain: the mutable space to propose from; the strategy observes it.
@@ -106,6 +95,10 @@ class SearchStrategy(ABC):
 
     name: str = "custom"
     model_based: bool = False
+    #: True for a strategy that proposes each legal combination once, so that its
+    #: ``StopIteration`` means the space is spent (the grid): the pipeline then skips the
+    #: duplicates it walks over instead of falling back to the lazy grid.
+    exhaustive: bool = False
 
     def __init__(self, domain: ParamDomain, *, seed: int | None = None) -> None:
         if not isinstance(domain, ParamDomain):
@@ -113,40 +106,53 @@ class SearchStrategy(ABC):
                 f"The 'domain' parameter of {type(self).__name__} must be a ParamDomain. "
                 f"Got {domain!r} instead."
             )
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(
+                f"The 'seed' parameter of {type(self).__name__} must be an int or None. "
+                f"Got {seed!r} instead."
+            )
         self.domain = domain
         self.seed = seed
         domain.add_observer(self)
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """``{"name": ..., **kwargs}``: enough to rebuild the strategy on resume."""
-        return {"name": self.name, "seed": self.seed}
-
-    @property
-    def is_finite(self) -> bool:
-        """Whether the strategy can run out of proposals (every parameter has finitely many)."""
-        return self.domain.total_combinations != float("inf")
-
-    def attach(self, session: Any) -> None:  # noqa: B027 - optional hook
-        """Connect to the study before the first ``ask`` (adapter-specific session)."""
+    def __iter__(self) -> SearchStrategy:
+        return self
 
     @abstractmethod
-    def ask(self, admissible: Admissible, max_attempts: int) -> Proposal | None:
-        """The next combination ``admissible`` accepts; None once the space is exhausted."""
+    def __next__(self) -> dict[str, Any]:
+        """The next combination to try; ``StopIteration`` when there is none."""
 
-    @abstractmethod
-    def tell(self, proposal: Proposal, state: str, values: list[float] | None) -> None:
-        """The outcome of a proposal the loop ran."""
+    def set_objective(self, names: Sequence[str], directions: Sequence[str]) -> None:  # noqa: B027
+        """The objective metrics and their directions, before the first proposal."""
+
+    def tell(self, combo: Mapping[str, Any], state: str, values: list[float] | None) -> None:  # noqa: B027
+        """The outcome of a finished round (default: ignored)."""
 
     def on_domain_changed(self, domain: ParamDomain, changed_params: list[str]) -> None:  # noqa: B027
-        """React to a domain mutation (default: nothing, proposals are checked anyway)."""
+        """React to a domain mutation (default: nothing; proposals are checked anyway)."""
+
+    def update_from_feedback(  # noqa: B027 - optional hook
+        self, log: pd.DataFrame, interventions: list[dict[str, Any]]
+    ) -> None:
+        """Learn from a feedback trigger: the experiment log and the applied interventions."""
 
     def get_state(self) -> dict[str, Any]:
-        """JSON-safe state the study does not already hold (default: none)."""
+        """JSON-safe state to continue from after a resume (default: none)."""
         return {}
 
     def set_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what ``get_state`` returned."""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"name": ..., **kwargs}``: enough to rebuild the strategy on resume."""
+        kind = type(self)
+        return {"name": "custom", "class": f"{kind.__module__}.{kind.__qualname__}"}
+
+    @property
+    def is_finite(self) -> bool:
+        """Whether every parameter has finitely many values."""
+        return self.domain.total_combinations != float("inf")
 
 
 def strategy_info(name: str) -> StrategyInfo:
@@ -157,15 +163,16 @@ def strategy_info(name: str) -> StrategyInfo:
         raise ValueError(
             f"Unknown search strategy {name!r}. Registered strategies: "
             f"{sorted(STRATEGY_REGISTRY)}; or pass an optuna.samplers.BaseSampler instance, a "
-            "config dict {'name': ..., **kwargs} or a TOML/YAML file."
+            "SearchStrategy class or instance, a config dict {'name': ..., **kwargs} or a "
+            "TOML/YAML file."
         ) from None
 
 
 def resolve_strategy_config(config: Any) -> dict[str, Any] | Any:
     """Normalise a strategy config: a name, a dict, a TOML/YAML path, or an object as is.
 
-    Returns ``{"name": ..., **kwargs}`` for names, dicts and files; other objects (a sampler or
-    a ``SearchStrategy`` instance) are returned unchanged.
+    Returns ``{"name": ..., **kwargs}`` for names, dicts and files; other objects (a sampler, a
+    ``SearchStrategy`` class or instance) are returned unchanged.
     """
     if isinstance(config, Path) or (
         isinstance(config, str) and config.lower().endswith((".toml", ".yaml", ".yml"))
@@ -189,33 +196,41 @@ def resolve_strategy_config(config: Any) -> dict[str, Any] | Any:
     return config
 
 
-def make_strategy(config: Any, domain: ParamDomain) -> SearchStrategy:
-    """Build a strategy over ``domain`` from a name, a dict, a file, or a sampler instance.
+def make_strategy(config: Any, domain: ParamDomain, *, seed: int | None = None) -> SearchStrategy:
+    """Build a strategy over ``domain`` from a name, a dict, a file, a class or a sampler.
 
     Args:
         config: ``"tpe"``, ``{"name": "tpe", "n_startup_trials": 5}``, a path to a TOML or
             YAML file (its ``[strategy]`` table, or the whole file), an
-            ``optuna.samplers.BaseSampler`` instance, or a ``SearchStrategy`` (returned as is).
+            ``optuna.samplers.BaseSampler`` instance, a ``SearchStrategy`` subclass (built on
+            ``domain`` with ``seed``) or instance (returned as is).
         domain: the space to propose from.
+        seed: the seed when the config names none (the run's seed).
 
     Raises:
         ValueError: unknown name, unknown or deprecated keyword, invalid value.
+        TypeError: ``config`` is none of the above.
         ImportError: the strategy's optional dependency is missing (the message names the
             ``pip install`` to run).
     """
     if isinstance(config, SearchStrategy):
         return config
+    if isinstance(config, type) and issubclass(config, SearchStrategy):
+        return config(domain, seed=seed)
     resolved = resolve_strategy_config(config)
     if isinstance(resolved, Mapping):
         kwargs = dict(resolved)
         name = kwargs.pop("name")
+        if kwargs.get("seed") is None:
+            kwargs["seed"] = seed
         adapter = _load(strategy_info(name).adapter)
         return adapter(domain, name=name, **kwargs)
     adapter = _load(_OPTUNA)
     if not adapter.accepts_instance(resolved):
         raise TypeError(
             "The 'search_strategy' must be a strategy name, a config dict, a TOML/YAML file, an "
-            f"optuna.samplers.BaseSampler or a SearchStrategy. Got {resolved!r} instead."
+            "optuna.samplers.BaseSampler, or a SearchStrategy class or instance. "
+            f"Got {resolved!r} instead."
         )
     return adapter(domain, name="sampler", sampler=resolved)
 

@@ -1,0 +1,208 @@
+"""The loop's search session: the MSQ over the study, the strategy's feedback, checkpoints.
+
+``StudySearch`` wires one run's search together: the strategy and its fallback behind the MSQ,
+the study as the MSQ's round store (``StudyRounds``), the study's value codec (which grows with
+injected values, widening the stored distributions), and the checkpoint of the mutable search
+state (domain, MSQ, strategy, codec) in the study's attrs: every ``checkpoint_interval`` finished
+rounds, at once after each domain mutation, and when a run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from limen.adapters import trials as trial_attrs
+from limen.adapters.distributions import (
+    LiveCodec,
+    decode_entries,
+    decode_value,
+    encode_entries,
+    encode_value,
+)
+from limen.adapters.grid_strategy import GridStrategy
+from limen.adapters.rounds import ClaimedRound, StudyRounds
+from limen.adapters.storage import LimenStorage
+from limen.experiment.checkpoint_manager import CheckpointManager
+from limen.experiment.msq import MSQ
+from limen.experiment.param_domain import ParamDomain
+from limen.experiment.random_strategy import RandomStrategy
+from limen.experiment.search_strategy import SearchStrategy
+
+logger = logging.getLogger(__name__)
+
+_SESSIONS: weakref.WeakValueDictionary[int, StudySearch] = weakref.WeakValueDictionary()
+
+
+class StudySearch:
+    """One run's search over a study (see the module docstring).
+
+    Args:
+        strategy: proposes combinations; its domain is the run's domain.
+        storage: the study's storage.
+        study_id: the study.
+        initial: the SFD's parameter space (the codec starts from it).
+        seed: the run's seed (the fallback grid's order).
+        checkpoint_interval: finished rounds between checkpoints.
+        on_refused: called with (combination or None, reason) for a queued trial that cannot run.
+    """
+
+    def __init__(
+        self,
+        strategy: SearchStrategy,
+        *,
+        storage: LimenStorage,
+        study_id: int,
+        initial: Mapping[str, Any],
+        seed: int,
+        checkpoint_interval: int,
+        on_refused: Callable[[Mapping[str, Any] | None, str], None] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.domain: ParamDomain = strategy.domain
+        self.storage = storage
+        self.study_id = study_id
+        self.known = [v for entry in initial.values() if isinstance(entry, list) for v in entry]
+        self.codec = LiveCodec(initial)
+        self.codec.follow(self.domain.params, self.domain.keys)
+        self.rounds = StudyRounds(storage, study_id, self.codec)
+        fallback = (
+            GridStrategy(self.domain, seed=seed)
+            if strategy.is_finite
+            else RandomStrategy(self.domain, seed=seed)
+        )
+        self.msq = MSQ(strategy, self.domain, queue=self.rounds, fallback=fallback)
+        self.msq.on_refused = on_refused
+        self.checkpoints = CheckpointManager(
+            storage, study_id, checkpoint_interval=checkpoint_interval
+        )
+        self._history: list[dict[str, Any]] = []
+        self._finished = 0
+        # A domain reused by a later run must not keep saving into the earlier run's study.
+        previous = _SESSIONS.get(id(self.domain))
+        if previous is not None:
+            self.domain.remove_observer(previous)
+        _SESSIONS[id(self.domain)] = self
+        self.domain.add_observer(self)
+
+    @property
+    def total(self) -> int | float:
+        """Combinations in the current domain."""
+        return self.domain.total_combinations
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the last ``claim`` returned None."""
+        return self.msq.stop_reason
+
+    def open(
+        self,
+        trials: Sequence[FrozenTrial],
+        objective: Sequence[tuple[str, str]] | None,
+        *,
+        resume: bool,
+    ) -> list[str]:
+        """Load the study's rounds; on resume restore the search state and tell the strategy
+        every finished round. Returns the MSQ filters that could not be restored."""
+        if objective:
+            self.set_objective(objective)
+        self.rounds.load(trials)
+        self._finished = trial_attrs.count_finished(trials)
+        lost = self._restore() if resume else []
+        if resume:
+            for trial in sorted(trials, key=lambda t: t.number):
+                self._replay(trial)
+        return lost
+
+    def set_objective(self, objective: Sequence[tuple[str, str]]) -> None:
+        """Tell the strategy the objective metrics and their directions."""
+        self.strategy.set_objective([m for m, _ in objective], [d for _, d in objective])
+
+    def claim(self) -> ClaimedRound | None:
+        """The next round as a RUNNING trial, or None when the MSQ stops."""
+        proposal = self.msq.next_proposal()
+        return None if proposal is None else ClaimedRound.of(proposal)
+
+    def finished(
+        self, claimed: ClaimedRound, state: TrialState, values: list[float] | None
+    ) -> None:
+        """Tell the strategy a round's outcome; checkpoint when due."""
+        self._finished += 1
+        self.rounds.finished(claimed.round_id, state.name, values)
+        self.strategy.tell(claimed.combo, state.name, values)
+        if self.checkpoints.should_checkpoint(self._finished):
+            self.save()
+
+    def requeued(self) -> None:
+        """Lost rounds were queued again: look at the queue at once."""
+        self.rounds.wake()
+
+    def on_domain_changed(self, domain: ParamDomain, changed_params: list[str]) -> None:
+        """Widen the study's distributions for injected values; persist the domain at once."""
+        for name in self.codec.follow(domain.params, changed_params):
+            self.storage.widen_distribution(
+                self.study_id, name, self.codec.params[name].distribution
+            )
+        self.save()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict[str, Any]:
+        """The mutable search state as JSON."""
+        return {
+            "domain": encode_entries(self.domain.get_state()),
+            "domain_history": [*self._history, *self.domain.version_history],
+            "codec": {
+                name: [encode_value(v) for v in codec.values]
+                for name, codec in self.codec.params.items()
+                if codec.values is not None
+            },
+            "msq": self.msq.get_state(),
+            "strategy": self.strategy.get_state(),
+        }
+
+    def save(self) -> None:
+        """Store the mutable search state in the study."""
+        self.checkpoints.save(self.state(), finished_rounds=self._finished)
+
+    def _restore(self) -> list[str]:
+        state = self.checkpoints.load()
+        if state is None:
+            return []
+        known = [*self.known, *self._domain_values()]
+        self.domain.remove_observer(self)
+        try:
+            for name, encoded in state.get("codec", {}).items():
+                if name in self.codec.params:
+                    values = [decode_value(v, known) for v in encoded]
+                    known.extend(values)
+                    for value in values:
+                        if not self.codec.knows(name, value):
+                            self.codec.extend(name, value)
+            self.domain.set_state(decode_entries(state["domain"], known))
+            lost = self.msq.set_state(state["msq"]) if "msq" in state else []
+            self.strategy.set_state(state.get("strategy", {}))
+        finally:
+            self.domain.add_observer(self)
+        self._history = list(state.get("domain_history", []))
+        self.msq.yielded_count = max(self.msq.yielded_count, self._finished)
+        return lost
+
+    def _domain_values(self) -> list[Any]:
+        return [
+            v for entry in self.domain.params.values() if isinstance(entry, list) for v in entry
+        ]
+
+    def _replay(self, trial: FrozenTrial) -> None:
+        if not trial_attrs.is_finished_round(trial) or not trial.params:
+            return
+        try:
+            combo = self.codec.decode_exact(trial.params)
+        except (ValueError, KeyError, TypeError):
+            return
+        values = trial.values if trial.state != TrialState.FAIL else None
+        self.strategy.tell(combo, trial.state.name, values)

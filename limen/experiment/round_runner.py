@@ -1,0 +1,497 @@
+"""The round runner: one ``run()`` call from opening the study to filling the loop's outputs.
+
+``RoundRunner`` opens (or creates) the study, restores the search on resume, then runs rounds
+until the study holds the target number of finished rounds: claim a round from the search
+(``StudySearch``: the MSQ pipeline over the study) -> decode -> prep -> model -> store the
+outcome in one transaction -> tell the strategy -> append the experiment files -> feedback.
+The study is the source of truth; the files are views of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from limen.adapters import leases
+from limen.adapters import trials as trial_attrs
+from limen.adapters.artifacts import build_model_card, upload_round_artifacts
+from limen.adapters.pruners import RoundReporter, make_pruner
+from limen.adapters.rounds import ClaimedRound
+from limen.adapters.search import StudySearch
+from limen.adapters.storage import LimenStorage, open_storage, redact_url
+from limen.experiment.feedback_controller import FeedbackController
+from limen.experiment.pruning import reporting_to
+from limen.experiment.reconcile import reconcile_files
+from limen.experiment.records import (
+    AUDIT_JSONL,
+    METADATA_JSON,
+    RESULTS_CSV,
+    ROUND_DATA_JSONL,
+    ResultsCsv,
+    append_jsonl,
+    results_row,
+    round_record,
+    write_json_atomic,
+)
+from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
+from limen.experiment.run_plan import RunPlan
+from limen.experiment.study_setup import (
+    ATTR,
+    check_resumable,
+    create_study,
+    guard_fresh,
+    metadata,
+    set_metric_names,
+    validate_resume,
+)
+
+logger = logging.getLogger(__name__)
+
+FEEDBACK_ATTR = ATTR + "feedback_state"
+INTERVENTIONS_JSON = "interventions.json"
+
+
+class RoundRunner:
+    """One ``run()`` call: opens the study, runs rounds, writes the files, fills the loop."""
+
+    def __init__(self, loop: Any, plan: RunPlan) -> None:
+        self.loop = loop
+        self.plan = plan
+        self.keys = list(plan.params)
+        self.storage: LimenStorage | None = None
+        self.search: StudySearch | None = None
+        self.lease: leases.Lease | None = None
+        self.study_id = -1
+        self.csv: ResultsCsv | None = None
+        self.objective = plan.objective
+        self.finished = 0
+        self.best: float | None = None
+        self.data_dict: Any = None
+        self.interrupted = False
+        self.exhausted = False
+        self.feedback: FeedbackController | None = None
+
+    # ----------------------------------------------------------- lifecycle
+
+    def execute(self) -> None:
+        """Open the study, run rounds until the target, and publish the outputs."""
+        created_dir = not self.plan.experiment_dir.exists()
+        try:
+            self._open()
+        except BaseException:
+            if created_dir and self.plan.experiment_dir.exists() and not self.plan.resume:
+                shutil.rmtree(self.plan.experiment_dir, ignore_errors=True)
+            raise
+        try:
+            self._loop()
+        finally:
+            if self.csv is not None:
+                self.csv.close()
+            self._publish()
+
+    def _open(self) -> None:
+        plan = self.plan
+        directory = plan.experiment_dir
+        discard_unfinished = False
+        if plan.resume:
+            check_resumable(plan)
+        else:
+            discard_unfinished = guard_fresh(plan)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.storage = open_storage(plan.storage_url)
+        if plan.resume:
+            self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
+            details = validate_resume(
+                self.loop, plan, self.storage.get_study_user_attrs(self.study_id)
+            )
+            self._audit("resume", **details)
+        else:
+            self.study_id = create_study(
+                self.loop, plan, self.storage, discard_unfinished=discard_unfinished
+            )
+            write_json_atomic(directory / METADATA_JSON, metadata(self.loop, plan))
+        self.objective = plan.objective
+        self.pruning_study = optuna.load_study(
+            study_name=plan.experiment_name,
+            storage=self.storage,
+            pruner=make_pruner(self.loop._pruner),
+        )
+        if plan.resume:
+            leases.reap(self.storage, self.study_id)
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        if plan.resume:
+            reconcile_files(directory, trials, self.keys, plan.context_params, self._audit)
+        self.finished = trial_attrs.count_finished(trials)
+        self.search = StudySearch(
+            plan.strategy,
+            storage=self.storage,
+            study_id=self.study_id,
+            initial=plan.params,
+            seed=plan.seed,
+            checkpoint_interval=self.loop.checkpoint_interval,
+            on_refused=self._refused,
+        )
+        self.loop.domain, self.loop.msq = self.search.domain, self.search.msq
+        lost = self.search.open(trials, self.objective, resume=bool(plan.resume))
+        if lost:
+            logger.warning("Re-register the MSQ filters %s: callables are not stored.", lost)
+        self.feedback = self._make_feedback()
+        self._restore_best(trials)
+        self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
+
+    def _refused(self, combo: Mapping[str, Any] | None, reason: str) -> None:
+        """A queued combination that will not run: one audit line naming why."""
+        tokens = None if combo is None else param_tokens(combo)
+        self._audit("refused", params=tokens, reason=reason)
+
+    def _make_feedback(self) -> FeedbackController:
+        """The feedback controller, its state restored on resume."""
+        directory = self.plan.experiment_dir
+        feedback = FeedbackController(
+            feedback_interval=self.loop.feedback_interval,
+            pruning_strategies=self.loop.pruning_strategies,
+            intra_callback=self.loop.intra_callback,
+            intervention_path=directory / INTERVENTIONS_JSON,
+            audit_log_path=directory / AUDIT_JSONL,
+        )
+        stored = self.storage.get_study_user_attrs(self.study_id).get(FEEDBACK_ATTR)
+        if self.plan.resume and stored is not None:
+            feedback.set_state(stored)
+        return feedback
+
+    def _feedback(self) -> None:
+        """Trigger feedback when due; persist what it applied and its own state at once."""
+        if not self.feedback.should_trigger(self.finished):
+            return
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        log = trial_attrs.experiment_log(trials, self.search.codec)
+        applied = self.feedback.trigger(log, self.loop.msq, self.finished)
+        if applied:
+            self.search.save()
+        # Saved after the search state: a crash in between replays this trigger's
+        # interventions, which are idempotent, instead of losing them.
+        self.storage.set_study_user_attr(self.study_id, FEEDBACK_ATTR, self.feedback.get_state())
+
+    def _audit(self, event: str, **details: Any) -> None:
+        """One line in audit.jsonl: resumes, reconciled files, refused queued rounds."""
+        record = {"event": event, "timestamp": datetime.now(UTC).isoformat(), **details}
+        append_jsonl(self.plan.experiment_dir / AUDIT_JSONL, record)
+
+    # ---------------------------------------------------------------- loop
+
+    def _loop(self) -> None:
+        plan = self.plan
+        deadline = time.monotonic() + plan.timeout if plan.timeout else None
+        bar = tqdm(
+            total=plan.n_permutations,
+            initial=min(self.finished, plan.n_permutations),
+            desc=plan.experiment_name,
+            disable=not plan.progress_bar,
+            unit="round",
+        )
+        shutdown = self.loop._shutdown
+        shutdown.install()
+        self.lease = leases.Lease(self.storage)
+        next_reap = time.monotonic() + leases.LEASE_GRACE_S
+        try:
+            while self.finished < plan.n_permutations:
+                if shutdown.requested.is_set():
+                    self.interrupted = True
+                    logger.warning("Stopped on request after %d finished rounds.", self.finished)
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    logger.info("Timeout of %ss reached: no new rounds are started.", plan.timeout)
+                    break
+                if time.monotonic() >= next_reap:
+                    if leases.reap(self.storage, self.study_id):
+                        self.search.requeued()
+                    next_reap = time.monotonic() + leases.LEASE_GRACE_S
+                if not self._step(bar):
+                    break
+        finally:
+            self.lease.close()
+            shutdown.restore()
+            bar.close()
+            self.search.save()
+
+    def _step(self, bar: tqdm) -> bool:
+        """Claim and run one round; False when the run must stop (exhausted or interrupted)."""
+        claimed = None
+        try:
+            claimed = self.search.claim()
+            if claimed is None:
+                self.exhausted = True
+                self._log_stop()
+                return False
+            if self._run_round(claimed):
+                self.finished += 1
+                bar.update(1)
+                if self.best is not None:
+                    bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
+                self._feedback()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if claimed is not None:
+                trial = self.storage.get_trial(claimed.trial_id)
+                if trial.state == TrialState.RUNNING:
+                    leases.release(self.storage, self.study_id, trial, leases.INTERRUPTED)
+            logger.warning("Interrupted: the study is consistent; resume to continue.")
+            return False
+        return True
+
+    def _log_stop(self) -> None:
+        """Say why no round is left to run before the target."""
+        reason = self.search.stop_reason
+        if reason is not None and not reason.endswith("exhausted"):
+            logger.warning(
+                "The MSQ stopped the run: %s (%d finished rounds).", reason, self.finished
+            )
+            return
+        logger.warning(
+            "The parameter space is exhausted: all %s combinations have run "
+            "(%d finished rounds; n_permutations=%d).",
+            self.search.total,
+            self.finished,
+            self.plan.n_permutations,
+        )
+
+    def _run_round(self, claimed: ClaimedRound) -> bool:
+        """Run one claimed round; True when it finished (its outcome is known)."""
+        plan = self.plan
+        round_params = {**claimed.combo, **plan.context_params}
+        if plan.maintain_details:
+            round_params["_experiment_details"] = {"current_index": claimed.number}
+        started = time.perf_counter()
+        reporter = RoundReporter(self.pruning_study, claimed.trial_id, claimed.number)
+        try:
+            with self.lease.hold(claimed.trial_id), reporting_to(reporter):
+                results = self._evaluate(round_params)
+                values = self._outcome(results)
+        except optuna.TrialPruned as exc:
+            self._store_pruned(claimed, round_params, reporter, exc, started)
+            return True
+        except Exception as exc:
+            self._store_failure(claimed, round_params, exc, started)
+            return True
+        self._store_success(claimed, round_params, results, values, started)
+        return True
+
+    def _evaluate(self, round_params: dict[str, Any]) -> dict[str, Any]:
+        plan = self.plan
+        if plan.prep_each_round or self.data_dict is None:
+            self.data_dict = plan.prep(self.loop.data, round_params=round_params)
+        results = plan.model(self.data_dict, round_params=round_params)
+        if not isinstance(results, Mapping):
+            raise TypeError(
+                f"model() must return a dict of metrics. Got {type(results).__name__} instead."
+            )
+        return dict(results)
+
+    def _outcome(self, results: dict[str, Any]) -> list[float]:
+        """The objective values of ``results``; raises when they are missing or not finite."""
+        metrics = scalar_metrics(results)
+        if self.objective is None:
+            numeric = [k for k, v in metrics.items() if isinstance(v, float | int)]
+            if not numeric:
+                raise ValueError(
+                    "No objective is set and the model returned no numeric metric. Set one "
+                    "with objective=... or Manifest.set_objective(...)."
+                )
+            self.objective = [(numeric[0], "maximize")]
+            logger.warning(
+                "No objective set: using the first numeric metric %r, maximised. Pass "
+                "objective=... to UniversalExperimentLoop or call Manifest.set_objective.",
+                numeric[0],
+            )
+            self.plan.objective = self.objective
+            self.storage.set_study_user_attr(
+                self.study_id, ATTR + "objective", [list(self.objective[0])]
+            )
+            set_metric_names(
+                optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage),
+                [numeric[0]],
+            )
+            self.search.set_objective(self.objective)
+        values = []
+        for metric, _ in self.objective:
+            if metric not in results:
+                raise KeyError(
+                    f"The objective metric {metric!r} is missing from the model's results; "
+                    f"it returned {sorted(metrics)}."
+                )
+            value = results[metric]
+            if not is_real(value) or not math.isfinite(float(value)):
+                raise ValueError(
+                    f"The objective metric {metric!r} is {value!r}, not a finite number."
+                )
+            values.append(float(value))
+        return values
+
+    def _store_success(
+        self,
+        claimed: ClaimedRound,
+        round_params: dict[str, Any],
+        results: dict[str, Any],
+        values: list[float],
+        started: float,
+    ) -> None:
+        metrics = scalar_metrics(results)
+        if self.loop.save_artifacts:
+            self._upload_artifacts(claimed, round_params, results, metrics)
+        self._finish(claimed, round_params, TrialState.COMPLETE, values, started, metrics=metrics)
+        self._track_best(values[0])
+        self._keep_outputs(round_params, results)
+        extra: dict[str, Any] = {}
+        if "_preds" in results:
+            extra["preds"] = jsonable(results["_preds"])
+        data_dict = self.data_dict if isinstance(self.data_dict, Mapping) else {}
+        if data_dict.get("_alignment") is not None:
+            extra["alignment"] = jsonable(data_dict["_alignment"])
+        record = round_record(claimed.round_id, claimed.number, param_tokens(round_params), **extra)
+        append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
+
+    def _store_pruned(
+        self,
+        claimed: ClaimedRound,
+        round_params: dict[str, Any],
+        reporter: RoundReporter,
+        exc: optuna.TrialPruned,
+        started: float,
+    ) -> None:
+        """A round the pruner stopped: PRUNED, valued (as Optuna does) by its last report."""
+        logger.info("Round %d pruned: %s", claimed.number, exc)
+        values = None if reporter.last is None else [reporter.last]
+        attrs = {"limen:pruned": str(exc)}
+        self._finish(claimed, round_params, TrialState.PRUNED, values, started, attrs=attrs)
+
+    def _store_failure(
+        self, claimed: ClaimedRound, round_params: dict[str, Any], exc: Exception, started: float
+    ) -> None:
+        logger.warning("Round %d failed: %s: %s", claimed.number, type(exc).__name__, exc)
+        attrs = {trial_attrs.TRACEBACK: traceback.format_exc()}
+        self._finish(claimed, round_params, TrialState.FAIL, None, started, attrs=attrs, error=exc)
+
+    def _finish(
+        self,
+        claimed: ClaimedRound,
+        round_params: dict[str, Any],
+        state: TrialState,
+        values: list[float] | None,
+        started: float,
+        *,
+        metrics: dict[str, Any] | None = None,
+        attrs: dict[str, Any] | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        """Store a round's outcome in the study, tell the strategy, append its results row."""
+        elapsed = round(time.perf_counter() - started, 6)
+        metrics = metrics or {}
+        stored = {**metrics, **(attrs or {}), trial_attrs.EXECUTION_TIME: elapsed}
+        if error is not None:
+            stored[trial_attrs.ERROR_TYPE] = type(error).__name__
+            stored[trial_attrs.ERROR_MESSAGE] = str(error)
+        self.storage.finish_trial(claimed.trial_id, state, values, stored)
+        self.search.finished(claimed, state, values)
+        row = results_row(
+            round_id=claimed.round_id,
+            number=claimed.number,
+            state=state.name,
+            execution_time=elapsed,
+            metrics=metrics,
+            params=param_tokens(round_params),
+            error_type=None if error is None else type(error).__name__,
+            error_message=None if error is None else str(error),
+        )
+        self.csv.append(row, metric_names=list(metrics) if state == TrialState.COMPLETE else None)
+
+    def _upload_artifacts(
+        self,
+        claimed: ClaimedRound,
+        round_params: dict[str, Any],
+        results: dict[str, Any],
+        metrics: dict[str, Any],
+    ) -> None:
+        """Predictions (CSV) and a model card (JSON) for optuna-dashboard's artifact viewer.
+
+        Optuna accepts artifacts only while the trial runs, so this comes before the outcome.
+        """
+        card = build_model_card(
+            round_id=claimed.round_id,
+            round_index=claimed.number,
+            sfd=self.loop.sfd_name,
+            round_params=round_params,
+            metrics=metrics,
+            model=results.get("_model"),
+        )
+        upload_round_artifacts(
+            self.storage, claimed.trial_id, self.plan.experiment_dir, results.get("_preds"), card
+        )
+
+    def _track_best(self, value: float) -> None:
+        maximize = self.objective[0][1] == "maximize"
+        if self.best is None or (value > self.best if maximize else value < self.best):
+            self.best = value
+
+    def _restore_best(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
+        for trial in trials:
+            if trial.state == TrialState.COMPLETE and trial.values and self.objective:
+                self._track_best(trial.values[0])
+
+    def _keep_outputs(self, round_params: dict[str, Any], results: dict[str, Any]) -> None:
+        loop = self.loop
+        loop.round_params.append(round_params)
+        if "_preds" in results:
+            loop.preds.append(results["_preds"])
+        if "_model" in results or "models" in results:
+            loop.models.append(results.get("_model", results.get("models")))
+        if "extras" in results:
+            loop.extras.append(results["extras"])
+
+    # -------------------------------------------------------------- finish
+
+    def _publish(self) -> None:
+        """Fill the loop's public attributes from the study (the source of truth)."""
+        if self.storage is None:
+            return
+        study = optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage)
+        self.loop.study = study
+        self.loop.results_dir = self.plan.experiment_dir
+        trials = study.get_trials(deepcopy=False)
+        log = trial_attrs.experiment_log(trials, self.search.codec, self.plan.context_params)
+        self.loop.experiment_log = log
+        self.loop.best_round = self._best_round(study, trials)
+        self.loop.exhausted = self.exhausted
+        self.loop.interrupted = self.interrupted
+        logger.info(
+            "Experiment %r: %d finished rounds in %s (study %s).",
+            self.plan.experiment_name,
+            len(log),
+            self.plan.experiment_dir,
+            redact_url(self.plan.storage_url),
+        )
+
+    def _best_round(
+        self, study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial]
+    ) -> dict[str, Any] | None:
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete or not self.objective:
+            return None
+        sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
+        best = max(complete, key=lambda t: sign * t.values[0])
+        return {
+            "id": best.user_attrs.get(trial_attrs.ROUND_ID),
+            "_round_index": best.number,
+            "values": dict(zip([m for m, _ in self.objective], best.values, strict=False)),
+            "params": self.search.codec.decode(best.params),
+        }

@@ -1,0 +1,194 @@
+"""Opening a run's study: the fresh-run guard, resume checks, and what a new study records.
+
+A fresh run refuses a directory or study that already holds rounds (``FileExistsError`` naming
+the two ways out); a resume refuses a study that is missing, not Limen's, or run with another
+parameter space, SFD or strategy kind (``ResumeError``, unless forced). A new study records what
+resume needs to rebuild the run (``study_attrs``) and ``metadata.json`` for people.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import optuna
+
+from limen import __version__
+from limen.adapters.artifacts import save_study_note
+from limen.adapters.distributions import DomainCodec
+from limen.adapters.pruners import pruner_config
+from limen.adapters.storage import LimenStorage, probe_study, redact_url
+from limen.experiment.checkpoint_manager import check_resume
+from limen.experiment.errors import ResumeError
+from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
+from limen.experiment.records import METADATA_JSON, RESULTS_CSV, ROUND_DATA_JSONL
+from limen.experiment.run_plan import RunPlan, make_run_strategy
+
+ATTR = "limen:"
+EXPERIMENT_FILES = (RESULTS_CSV, ROUND_DATA_JSONL, METADATA_JSON)
+
+
+def existing_study(plan: RunPlan) -> str:
+    """``absent``, ``present``, or ``unfinished``: a creation that crashed before Limen wrote
+    its attributes, holding no trial (safe to create again). Reads only."""
+    probe = probe_study(plan.storage_url, plan.experiment_name)
+    if not probe.exists:
+        return "absent"
+    if probe.n_trials == 0 and ATTR + "space_hash" not in probe.user_attrs:
+        return "unfinished"
+    return "present"
+
+
+def guard_fresh(plan: RunPlan) -> bool:
+    """Refuse a fresh run where rounds exist; True when an unfinished creation must be dropped.
+
+    Raises:
+        FileExistsError: the directory or the study already holds an experiment.
+    """
+    directory = plan.experiment_dir
+    used = [name for name in EXPERIMENT_FILES if (directory / name).exists()]
+    state = existing_study(plan)
+    if state == "present":
+        used.append(f"study {plan.experiment_name!r} in {redact_url(plan.storage_url)}")
+    if used:
+        raise FileExistsError(
+            f"Experiment {plan.experiment_name!r} already has rounds ({', '.join(used)} "
+            f"in {directory}). Continue it with run(..., resume=True) (CLI: limen resume "
+            f"{directory}), or start a new one under a new experiment name or directory."
+        )
+    return state == "unfinished"
+
+
+def check_resumable(plan: RunPlan) -> None:
+    """Refuse to resume a study that does not exist."""
+    if existing_study(plan) == "absent":
+        raise ValueError(
+            f"Cannot resume experiment {plan.experiment_name!r}: no study of that name "
+            f"in {redact_url(plan.storage_url)} (directory {plan.experiment_dir}). Check the "
+            "name and experiment_dir, or start it fresh with resume=False."
+        )
+
+
+def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the stored experiment against this run and rebuild the stored search.
+
+    The strategy is rebuilt with the stored seed (from the stored config when this run names
+    none), the pruner from its stored config when this run names none, and the objective is the
+    stored one. Returns the audit details of the resume.
+
+    Raises:
+        ResumeError: the study is not Limen's, or differs and ``resume`` is not ``"force"``.
+    """
+    if ATTR + "space_hash" not in attrs:
+        raise ResumeError(
+            f"Study {plan.experiment_name!r} was not created by Limen (it has no "
+            "limen:space_hash attribute), so it cannot be resumed. Start a new experiment."
+        )
+    record = attrs.get(ATTR + "strategy") or {"name": "grid"}
+    stored_objective = attrs.get(ATTR + "objective")
+    if stored_objective is not None:
+        plan.objective = [tuple(pair) for pair in stored_objective]
+    config = loop._strategy_config
+    if config is None:
+        if record.get("name") in ("sampler", "custom"):
+            raise ResumeError(
+                f"The study was run with the strategy {record.get('class')}, which cannot be "
+                "rebuilt from its record: pass the same search_strategy=... again."
+            )
+        config = dict(record)
+    plan.seed = record.get("seed", plan.seed)
+    plan.random_search = record.get("shuffle", plan.random_search)
+    plan.strategy = make_run_strategy(
+        loop, config, plan.params, plan.objective, seed=plan.seed, shuffle=plan.random_search
+    )
+    if loop._pruner is None and attrs.get(ATTR + "pruner") is not None:
+        loop._pruner = attrs[ATTR + "pruner"]
+    stored = {
+        "parameter space": attrs.get(ATTR + "space_hash"),
+        "SFD": attrs.get(ATTR + "sfd_module"),
+        "strategy": record.get("name", "grid"),
+    }
+    current = {
+        "parameter space": space_hash(plan.params),
+        "SFD": loop.sfd_name,
+        "strategy": strategy_record(plan)["name"],
+    }
+    changed = check_resume(stored, current, force=plan.resume == "force")
+    return {
+        "forced": bool(changed),
+        "changed": {name: {"stored": stored[name], "now": current[name]} for name in changed},
+    }
+
+
+def strategy_record(plan: RunPlan) -> dict[str, Any]:
+    """The strategy config kept in the study, enough to rebuild it on resume."""
+    config = dict(plan.strategy.config)
+    if config.get("seed") is None and "class" not in config:
+        config["seed"] = plan.seed
+    return config
+
+
+def create_study(
+    loop: Any, plan: RunPlan, storage: LimenStorage, *, discard_unfinished: bool
+) -> int:
+    """Create the study with its directions, metric names, attrs and note; its id."""
+    if discard_unfinished:
+        optuna.delete_study(study_name=plan.experiment_name, storage=storage)
+    objective = plan.objective
+    directions = [d for _, d in objective] if objective else ["maximize"]
+    study = optuna.create_study(
+        storage=storage, study_name=plan.experiment_name, directions=directions
+    )
+    if objective:
+        set_metric_names(study, [m for m, _ in objective])
+    for key, value in study_attrs(loop, plan).items():
+        storage.set_study_user_attr(study._study_id, key, value)
+    save_study_note(study)
+    return study._study_id
+
+
+def study_attrs(loop: Any, plan: RunPlan) -> dict[str, Any]:
+    """What the study records about its experiment (resume and the readers need it)."""
+    objective = plan.objective
+    return {
+        ATTR + "sfd_module": loop.sfd_name,
+        ATTR + "sfd_source_hash": source_hash(loop.sfd),
+        ATTR + "data_fingerprint": data_fingerprint(loop.data),
+        ATTR + "version": __version__,
+        ATTR + "space_hash": space_hash(plan.params),
+        ATTR + "strategy": strategy_record(plan),
+        ATTR + "pruner": pruner_config(loop._pruner),
+        ATTR + "objective": [list(pair) for pair in objective] if objective else None,
+        ATTR + "codec": DomainCodec(plan.params).describe(),
+        ATTR + "context_params": {k: value_token(v) for k, v in plan.context_params.items()},
+        ATTR + "n_permutations": plan.n_permutations,
+        ATTR + "test_mode": loop.test_mode,
+    }
+
+
+def metadata(loop: Any, plan: RunPlan) -> dict[str, Any]:
+    """``metadata.json``: the experiment at a glance, without opening the study."""
+    objective = plan.objective
+    return {
+        "experiment_name": plan.experiment_name,
+        "study_name": plan.experiment_name,
+        "sfd_module": loop.sfd_name,
+        "storage": redact_url(plan.storage_url),
+        "limen_version": __version__,
+        "optuna_version": optuna.__version__,
+        "created_at": datetime.now(UTC).isoformat(),
+        "n_permutations": plan.n_permutations,
+        "space_hash": space_hash(plan.params),
+        "strategy": strategy_record(plan),
+        "objective": [list(p) for p in objective] if objective else None,
+        "test_mode": loop.test_mode,
+    }
+
+
+def set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    """Label the objective values so optuna-dashboard shows metric names, not ``values_0``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
