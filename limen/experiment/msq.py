@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from limen.experiment.identity import value_token
+from limen.experiment.identity import plain_value, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import Proposal, SearchStrategy
 
@@ -275,7 +275,7 @@ class MSQ:
             )
         if filter_type is not None:
             condition = _build_filter(filter_type, filter_params)
-            self._descriptors[key] = (filter_type, dict(filter_params))
+            self._descriptors[key] = (filter_type, _plain_params(filter_params))
         else:
             _check_callable(condition)
             self._descriptors.pop(key, None)
@@ -422,6 +422,17 @@ def _build_filter(filter_type: str, filter_params: Any) -> Filter:
         raise ValueError(
             f"MSQ filter_params for {filter_type!r} missing required key: {exc.args[0]}"
         ) from None
+
+
+def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Filter params with numpy/pandas scalars as the Python values they stand for.
+
+    A reducer may build params from a log; stored plain, they stay JSON-safe in the state.
+    """
+    return {
+        str(k): [plain_value(x) for x in v] if isinstance(v, list | tuple) else plain_value(v)
+        for k, v in params.items()
+    }
 
 
 def _check_callable(condition: Any) -> None:
