@@ -56,9 +56,11 @@ from limen.experiment.param_domain import ParamDomain, Range
 from limen.experiment.pruning import reporting_to
 from limen.experiment.records import (
     AUDIT_JSONL,
+    CONVERGENCE_WARNING,
     METADATA_JSON,
     RESULTS_CSV,
     ROUND_DATA_JSONL,
+    WARNINGS,
     ResultsCsv,
     append_jsonl,
     read_csv_rows,
@@ -70,6 +72,7 @@ from limen.experiment.records import (
     write_json_atomic,
 )
 from limen.experiment.reducer import make_reducers
+from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
 from limen.experiment.search_strategy import (
     SearchStrategy,
     make_strategy,
@@ -482,6 +485,7 @@ class _RoundRunner:
         self.interrupted = False
         self.exhausted = False
         self.feedback: FeedbackController | None = None
+        self.round_warnings = RoundWarnings()
 
     # ----------------------------------------------------------- lifecycle
 
@@ -499,6 +503,10 @@ class _RoundRunner:
             if self.csv is not None:
                 self.csv.close()
             self._publish()
+            if self.storage is not None:
+                write_convergence_report(
+                    self.plan.experiment_dir, self.loop.experiment_log, self.keys
+                )
 
     def _open(self) -> None:
         plan = self.plan
@@ -861,9 +869,11 @@ class _RoundRunner:
             round_params["_experiment_details"] = {"current_index": claimed.number}
         started = time.perf_counter()
         reporter = RoundReporter(self.pruning_study, claimed.trial_id, claimed.number)
+        self.round_warnings = RoundWarnings()
         try:
             with self.lease.hold(claimed.trial_id), reporting_to(reporter):
-                results = self._evaluate(round_params)
+                with self.round_warnings.capture():
+                    results = self._evaluate(round_params)
                 values = self._outcome(results)
         except optuna.TrialPruned as exc:
             self._store_pruned(claimed, round_params, reporter, exc, started)
@@ -982,7 +992,8 @@ class _RoundRunner:
         """Store a round's outcome in the study, tell the strategy, append its results row."""
         elapsed = round(time.perf_counter() - started, 6)
         metrics = metrics or {}
-        stored = {**metrics, **(attrs or {}), trial_attrs.EXECUTION_TIME: elapsed}
+        noted = self.round_warnings.attrs(failed=state == TrialState.FAIL)
+        stored = {**metrics, **(attrs or {}), **noted, trial_attrs.EXECUTION_TIME: elapsed}
         if error is not None:
             stored[trial_attrs.ERROR_TYPE] = type(error).__name__
             stored[trial_attrs.ERROR_MESSAGE] = str(error)
@@ -997,6 +1008,8 @@ class _RoundRunner:
             params=_tokens(round_params),
             error_type=None if error is None else type(error).__name__,
             error_message=None if error is None else str(error),
+            warnings=noted[WARNINGS],
+            convergence_warning=noted[CONVERGENCE_WARNING],
         )
         self.csv.append(row, metric_names=list(metrics) if state == TrialState.COMPLETE else None)
 
