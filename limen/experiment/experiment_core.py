@@ -534,7 +534,13 @@ class _RoundRunner:
         if plan.resume and isinstance(self.proposer, StrategyProposer):
             lost = self.proposer.restore(self.finished)
             if lost:
-                logger.warning("Re-register the MSQ filters %s: callables are not stored.", lost)
+                logger.warning(
+                    "Resumed without %d non-restorable MSQ filter(s): %s. Callables are not "
+                    "stored; re-register them.",
+                    len(lost),
+                    ", ".join(lost),
+                )
+                self._audit("non_restorable_filters", filters=lost)
         if isinstance(self.proposer, StrategyProposer):
             self.feedback = self._make_feedback()
         self._restore_best(trials)
