@@ -726,7 +726,24 @@ class _RoundRunner:
         ]
         if kept != records or not whole:
             rewrite_jsonl(directory / ROUND_DATA_JSONL, kept)
-            self._audit("reconcile", file=ROUND_DATA_JSONL, rows=len(kept), before=len(records))
+            rebuilt = sum(
+                1
+                for t in complete
+                if (t.number, t.user_attrs.get(trial_attrs.ROUND_ID)) not in by_id
+            )
+            if rebuilt:
+                logger.warning(
+                    'Rebuilt %d round_data.jsonl line(s) from the study, marked "rebuilt": '
+                    "true; their predictions were not stored and are null.",
+                    rebuilt,
+                )
+            self._audit(
+                "reconcile",
+                file=ROUND_DATA_JSONL,
+                rows=len(kept),
+                before=len(records),
+                rebuilt=rebuilt,
+            )
 
     def _audit(self, event: str, **details: Any) -> None:
         """One line in audit.jsonl: resumes, forced resumes, worker starts and stops."""
