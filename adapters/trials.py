@@ -15,7 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.distributions import DomainCodec
-from limen.experiment.records import results_row, round_record
+from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS, results_row, round_record
 
 ROUND_ID = "id"
 EXECUTION_TIME = "execution_time"
@@ -27,7 +27,9 @@ INJECTED = "limen:injected"
 PRIORITY = "limen:priority"
 REFUSED = "limen:refused"
 
-FRAMEWORK_ATTRS = frozenset({ROUND_ID, EXECUTION_TIME, ERROR_TYPE, ERROR_MESSAGE, TRACEBACK})
+FRAMEWORK_ATTRS = frozenset(
+    {ROUND_ID, EXECUTION_TIME, ERROR_TYPE, ERROR_MESSAGE, TRACEBACK, WARNINGS, CONVERGENCE_WARNING}
+)
 
 
 def is_finished_round(trial: FrozenTrial) -> bool:
@@ -52,7 +54,8 @@ def metric_attrs(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``experiment_log`` row: metrics, id, trial number, state, time, then parameters."""
+    """One ``experiment_log`` row: metrics, id, trial number, state, time, parameters, then the
+    round's warnings (None for rounds stored before warnings were recorded)."""
     row: dict[str, Any] = dict(metric_attrs(trial))
     row.update(
         {
@@ -63,6 +66,8 @@ def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
         }
     )
     row.update(params)
+    row[WARNINGS] = trial.user_attrs.get(WARNINGS)
+    row[CONVERGENCE_WARNING] = trial.user_attrs.get(CONVERGENCE_WARNING)
     if trial.state == TrialState.FAIL:
         row[ERROR_TYPE] = trial.user_attrs.get(ERROR_TYPE)
         row[ERROR_MESSAGE] = trial.user_attrs.get(ERROR_MESSAGE)
@@ -81,13 +86,20 @@ def csv_row(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
         params={**trial.params, **context},
         error_type=trial.user_attrs.get(ERROR_TYPE) if failed else None,
         error_message=trial.user_attrs.get(ERROR_MESSAGE) if failed else None,
+        warnings=trial.user_attrs.get(WARNINGS),
+        convergence_warning=trial.user_attrs.get(CONVERGENCE_WARNING),
     )
 
 
 def jsonl_record(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``round_data.jsonl`` record rebuilt from the study (predictions are not in it)."""
+    """A ``round_data.jsonl`` record rebuilt from the study, marked ``"rebuilt": true``.
+
+    The study does not hold predictions, so ``preds`` is null; the mark tells a reader that
+    the line is not the one the round wrote.
+    """
     params = {**trial.params, **context}
-    return round_record(trial.user_attrs.get(ROUND_ID), trial.number, params, preds=None)
+    record_id = trial.user_attrs.get(ROUND_ID)
+    return round_record(record_id, trial.number, params, preds=None, rebuilt=True)
 
 
 def experiment_log(

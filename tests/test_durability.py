@@ -189,6 +189,24 @@ def test_resume_drops_file_lines_the_study_does_not_hold_and_rebuilds_missing_on
     assert {"reconcile"} <= {a["event"] for a in audit}
 
 
+def test_round_data_lines_rebuilt_on_resume_are_marked_and_counted(tmp_path, caplog):
+    make_loop(tmp_path).run("toy", n_permutations=8, progress_bar=False)
+    round_data = tmp_path / "exp/round_data.jsonl"
+    lines = round_data.read_text().splitlines(keepends=True)
+    lost = [json.loads(line)["round_id"] for line in lines[1:3]]
+    round_data.write_text("".join([lines[0], *lines[3:]]))
+
+    make_loop(tmp_path).run("toy", n_permutations=8, resume=True, progress_bar=False)
+    records = [json.loads(x) for x in round_data.read_text().splitlines()]
+    rebuilt = [r for r in records if r.get("rebuilt") is True]
+    assert [r["round_id"] for r in rebuilt] == lost
+    assert all(r["preds"] is None for r in rebuilt)
+    assert all("rebuilt" not in r and r["preds"] is not None for r in records if r not in rebuilt)
+    assert any("Rebuilt 2 round_data.jsonl line(s)" in r.getMessage() for r in caplog.records)
+    audit = [json.loads(x) for x in (tmp_path / "exp/audit.jsonl").read_text().splitlines()]
+    assert [a["rebuilt"] for a in audit if a.get("file") == "round_data.jsonl"] == [2]
+
+
 def test_request_stop_from_another_thread_ends_the_run_after_the_round(tmp_path):
     loop = make_loop(tmp_path)
     third_round = threading.Event()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -159,8 +161,9 @@ def test_state_round_trips_with_declarative_filters():
     state = msq.get_state()
 
     restored = plain_msq()
-    lost = restored.set_state(state)
-    assert lost == ["custom filter"]
+    with pytest.warns(UserWarning, match="non-restorable"):
+        lost = restored.set_state(state)
+    assert len(lost) == 1 and lost[0].startswith("custom filter ")
     assert restored.yielded_count == 1 and restored.trim_budget == 6
     assert not restored.admits({"a": 2, "b": "x"}) and restored.admits({"a": 1, "b": "x"})
     assert restored.intervention_log == msq.intervention_log
@@ -183,3 +186,55 @@ def test_a_queued_round_is_owned_by_the_worker_that_takes_it(tmp_path):
     injected = [t for t in loop.study.get_trials() if t.user_attrs.get("limen:injected")]
     assert len(injected) == 1 and injected[0].state.is_finished()
     assert injected[0].system_attrs[OWNER] == owner_record()
+
+
+def test_state_round_trip_keeps_the_n_permutations_cap():
+    queue = MemoryQueue()
+    domain = ParamDomain({"a": [1, 2, 3], "b": ["x", "y"]})
+    msq = MSQ(Fixed(domain), domain, queue=queue, n_permutations=100)
+    next(msq), next(msq)
+    msq.inject({"a": 2, "b": "y"})
+    assert msq.remaining_count() == 99
+    state = msq.get_state()
+
+    again = ParamDomain({"a": [1, 2, 3], "b": ["x", "y"]})
+    restored = MSQ(Fixed(again), again, queue=queue)
+    restored.set_state(state)
+    assert restored.n_permutations == 100
+    assert restored.remaining_count() == 99
+
+
+def test_a_callable_filter_is_named_in_one_non_restorable_warning():
+    def no_threes(combo):
+        return combo["a"] == 3
+
+    msq = plain_msq()
+    msq.set_filter("mine", lambda combo: False)
+    msq.remove_custom(no_threes)
+    msq.set_filter("kept", filter_type="keep_values", filter_params={"param": "a", "values": [1]})
+    with pytest.warns(UserWarning) as caught:
+        lost = plain_msq().set_state(msq.get_state())
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "non-restorable" in message and "'mine'" in message and "no_threes" in message
+    assert "kept" not in message
+    assert lost[0] == "named filter 'mine'"
+    assert lost[1].startswith("custom filter ") and lost[1].endswith("<locals>.no_threes")
+
+
+def test_a_resume_names_the_lost_filter_in_the_log_and_the_audit(tmp_path, caplog):
+    def callback(log, msq):
+        msq.set_filter("mine", lambda combo: combo["x"] > 90)
+
+    loop = make_loop(tmp_path, intra_callback=callback, feedback_interval=2)
+    loop.run("q", n_permutations=3, progress_bar=False)
+
+    again = make_loop(tmp_path, feedback_interval=2)
+    with pytest.warns(UserWarning, match=r"non-restorable.*'mine'"):
+        again.run("q", n_permutations=4, progress_bar=False, resume=True)
+    assert any(
+        "non-restorable" in r.getMessage() and "'mine'" in r.getMessage() for r in caplog.records
+    )
+    audit = [json.loads(line) for line in (tmp_path / "exp/audit.jsonl").read_text().splitlines()]
+    lost = [line for line in audit if line.get("event") == "non_restorable_filters"]
+    assert [line["filters"] for line in lost] == [["named filter 'mine'"]]

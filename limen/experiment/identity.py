@@ -11,10 +11,34 @@ import inspect
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+_NUMPY_TIMES = frozenset({"datetime64", "timedelta64"})
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` as the Python object it stands for: numpy and pandas scalars become Python's.
+
+    A value read back from a DataFrame (``np.int64``, ``np.float64``, ``np.bool_``,
+    ``pd.Timestamp``) is the same parameter value as the Python one in the parameter space, so
+    it must key and hash the same. Other values (Python values included) are returned as they
+    are, which keeps every id computed from Python values unchanged. Nothing is imported.
+    """
+    kind = type(value)
+    module = kind.__module__ or ""
+    if module == "numpy":
+        if kind.__name__ in _NUMPY_TIMES or getattr(value, "ndim", None) != 0:
+            return value
+        return value.item()
+    if module.startswith("pandas"):
+        if isinstance(value, datetime) and not getattr(value, "nanosecond", 0):
+            return value.to_pydatetime()
+        if isinstance(value, timedelta) and not getattr(value, "nanoseconds", 0):
+            return value.to_pytimedelta()
+    return value
 
 
 def value_token(value: Any) -> str | int | float | bool | None:
@@ -23,8 +47,10 @@ def value_token(value: Any) -> str | int | float | bool | None:
     JSON scalars are their own token. Functions and classes become their import path
     (``sklearn.preprocessing.StandardScaler``); tuples, lists and dicts a readable literal of
     their items' tokens; other objects their ``repr`` when it carries no memory address,
-    otherwise the import path of their type followed by ``()``.
+    otherwise the import path of their type followed by ``()``. numpy and pandas scalars get
+    the token of the Python value they stand for (``plain_value``).
     """
+    value = plain_value(value)
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     if isinstance(value, _JSON_SCALARS):
@@ -45,6 +71,42 @@ def value_token(value: Any) -> str | int | float | bool | None:
         kind = type(value)
         return f"{kind.__module__}.{kind.__qualname__}()"
     return text
+
+
+def value_key(value: Any) -> str:
+    """The key under which ``value`` is grouped and compared: the JSON text of its token.
+
+    Reducers, MSQ filters and the id hash share this rule, so ``np.int64(1)`` and ``1`` share
+    a key while ``True``, ``1`` and ``1.0`` keep three (``==`` would merge them).
+    """
+    return json.dumps(value_token(value), sort_keys=True, default=str)
+
+
+def match_value(candidates: Sequence[Any], value: Any) -> Any:
+    """The one of ``candidates`` (declared parameter values) that ``value`` stands for.
+
+    ``value`` may come from a log or a file: a numpy scalar, or the readable token a CSV cell
+    holds (``"sklearn.preprocessing.StandardScaler"``, ``"1"`` in a mixed column, ``1.0`` in a
+    column pandas made float). Same key first; else the single candidate whose token reads the
+    same. Without a match the plain value itself is returned: a file never creates an object.
+    """
+    value = plain_value(value)
+    key = value_key(value)
+    for candidate in candidates:
+        if value_key(candidate) == key:
+            return candidate
+    loose = [c for c in candidates if _loose_key(c) == _loose_key(value)]
+    return loose[0] if len(loose) == 1 else value
+
+
+def _loose_key(value: Any) -> str:
+    """How a value reads in a CSV cell: ``1`` and ``1.0`` alike, None and NaN both empty."""
+    token = value_token(value)
+    if token is None or token == "nan":
+        return ""
+    if isinstance(token, float) and token.is_integer():
+        return str(int(token))
+    return str(token)
 
 
 def _public_module(value: Any, name: str) -> str:

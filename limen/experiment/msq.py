@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from limen.experiment.identity import round_id, value_token
+from limen.experiment.identity import plain_value, round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
 
@@ -457,7 +458,7 @@ class MSQ:
             )
         if filter_type is not None:
             condition = _build_filter(filter_type, filter_params)
-            self._descriptors[key] = (filter_type, dict(filter_params))
+            self._descriptors[key] = (filter_type, _plain_params(filter_params))
         else:
             _check_callable(condition)
             self._descriptors.pop(key, None)
@@ -557,6 +558,7 @@ class MSQ:
             "n_permutations": self.n_permutations,
             "trim_target": self._trim_target,
             "custom_filters_count": len(self._custom),
+            "custom_filter_names": [str(value_token(f)) for f in self._custom],
             "named_filter_keys": sorted(self._named),
             "named_filter_descriptors": {
                 key: [kind, params] for key, (kind, params) in self._descriptors.items()
@@ -568,22 +570,40 @@ class MSQ:
     def set_state(self, state: Mapping[str, Any]) -> list[str]:
         """Restore ``get_state``'s result; returns the filters that could not be restored.
 
-        Callable filters cannot be stored: re-register them after a resume.
+        The cap ``n_permutations`` comes back with the counts (a state without it keeps this
+        MSQ's). Callable filters cannot be stored: they are named in one ``UserWarning``
+        ("non-restorable") and must be re-registered after a resume.
         """
         for key in ("yielded_count", "trim_target", "intervention_log", "strategy_state"):
             if key not in state:
                 raise ValueError(f"Invalid MSQ state: missing required key '{key}'.")
+        n_permutations = state.get("n_permutations", self.n_permutations)
+        _check_count("n_permutations", n_permutations, allow_none=True)
+        self.n_permutations = n_permutations
         self._yielded = int(state["yielded_count"])
         self._trim_target = state["trim_target"]
         self._log = [dict(entry) for entry in state["intervention_log"]]
         self.strategy.set_state(state["strategy_state"])
         self._custom, self._named, self._descriptors = [], {}, {}
-        for key, (kind, params) in state.get("named_filter_descriptors", {}).items():
-            self._named[key] = _build_filter(kind, params)
-            self._descriptors[key] = (kind, dict(params))
-        lost = [k for k in state.get("named_filter_keys", []) if k not in self._named]
-        lost += ["custom filter"] * int(state.get("custom_filters_count", 0))
+        lost = self._restore_named(state)
+        lost += _custom_names(state)
+        if lost:
+            warnings.warn(_non_restorable_message(lost), UserWarning, stacklevel=2)
         return lost
+
+    def _restore_named(self, state: Mapping[str, Any]) -> list[str]:
+        """Rebuild the declarative named filters; the names of those that cannot be."""
+        for key, (kind, params) in state.get("named_filter_descriptors", {}).items():
+            try:
+                self._named[key] = _build_filter(kind, params)
+            except ValueError:
+                continue
+            self._descriptors[key] = (kind, dict(params))
+        return [
+            f"named filter {key!r}"
+            for key in state.get("named_filter_keys", [])
+            if key not in self._named
+        ]
 
     def _record(self, operation: str, **details: Any) -> None:
         entry = {"operation": operation, "at_yielded_count": self._yielded}
@@ -604,6 +624,34 @@ def _build_filter(filter_type: str, filter_params: Any) -> Filter:
         raise ValueError(
             f"MSQ filter_params for {filter_type!r} missing required key: {exc.args[0]}"
         ) from None
+
+
+def _custom_names(state: Mapping[str, Any]) -> list[str]:
+    """One name per stored custom filter (states from before names were kept: unnamed)."""
+    count = int(state.get("custom_filters_count", 0))
+    names = [str(n) for n in state.get("custom_filter_names", [])][:count]
+    names += ["<unnamed>"] * (count - len(names))
+    return [f"custom filter {name}" for name in names]
+
+
+def _non_restorable_message(lost: list[str]) -> str:
+    return (
+        f"MSQ state had {len(lost)} non-restorable filter(s), dropped on restore: "
+        f"{', '.join(lost)}. Filters given as callables are not stored; re-register them "
+        "(msq.set_filter / msq.remove_custom) after the resume, or declare them with "
+        "filter_type and filter_params so they are restored."
+    )
+
+
+def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Filter params with numpy/pandas scalars as the Python values they stand for.
+
+    A reducer may build params from a log; stored plain, they stay JSON-safe in the state.
+    """
+    return {
+        str(k): [plain_value(x) for x in v] if isinstance(v, list | tuple) else plain_value(v)
+        for k, v in params.items()
+    }
 
 
 def _check_callable(condition: Any) -> None:

@@ -8,6 +8,7 @@ disagrees, and reports each rewrite through ``audit``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from limen.experiment.records import (
     rewrite_csv,
     rewrite_jsonl,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def reconcile_files(
@@ -66,4 +69,19 @@ def reconcile_files(
     ]
     if kept != records or not whole:
         rewrite_jsonl(directory / ROUND_DATA_JSONL, kept)
-        audit("reconcile", file=ROUND_DATA_JSONL, rows=len(kept), before=len(records))
+        rebuilt = sum(
+            1 for t in complete if (t.number, t.user_attrs.get(trial_attrs.ROUND_ID)) not in by_id
+        )
+        if rebuilt:
+            logger.warning(
+                'Rebuilt %d round_data.jsonl line(s) from the study, marked "rebuilt": '
+                "true; their predictions were not stored and are null.",
+                rebuilt,
+            )
+        audit(
+            "reconcile",
+            file=ROUND_DATA_JSONL,
+            rows=len(kept),
+            before=len(records),
+            rebuilt=rebuilt,
+        )

@@ -23,6 +23,11 @@ RESULTS_CSV = "results.csv"
 ROUND_DATA_JSONL = "round_data.jsonl"
 METADATA_JSON = "metadata.json"
 AUDIT_JSONL = "audit.jsonl"
+CONVERGENCE_REPORT_JSON = "convergence_report.json"
+
+# Per-round warning evidence: a column of results.csv and experiment_log, a trial user attr.
+WARNINGS = "_warnings"
+CONVERGENCE_WARNING = "_convergence_warning"
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -57,8 +62,14 @@ def results_row(
     params: Mapping[str, Any],
     error_type: str | None = None,
     error_message: str | None = None,
+    warnings: str | None = None,
+    convergence_warning: bool | None = None,
 ) -> dict[str, Any]:
-    """One ``results.csv`` row; the loop and the resume reconciliation both build rows here."""
+    """One ``results.csv`` row; the loop and the resume reconciliation both build rows here.
+
+    ``warnings`` is the JSON list of the round's warning messages and ``convergence_warning``
+    whether one was a convergence warning (None: unknown, as for a failed round).
+    """
     row: dict[str, Any] = {
         "id": round_id,
         "_round_index": number,
@@ -66,6 +77,8 @@ def results_row(
         "execution_time": execution_time,
         **metrics,
         **params,
+        WARNINGS: warnings,
+        CONVERGENCE_WARNING: convergence_warning,
     }
     if error_type is not None:
         row.update({"error_type": error_type, "error_message": error_message})
@@ -83,14 +96,15 @@ class ResultsCsv:
     """``results.csv``: one row per finished round, appended as each round finishes.
 
     The header is fixed by the first row written: the leading framework columns, the metrics
-    of the first successful round, then the parameters. A failed round that arrives before any
+    of the first successful round, the parameters, the warning columns, then the error
+    columns. A failed round that arrives before any
     successful one waits in memory until the header is known (or until ``close``), so the file
     never holds a row without a header. Metrics a later round adds are left out of the file
     (they stay in the study) with one warning per name.
     """
 
     LEAD = ("id", "_round_index", "state", "execution_time")
-    TAIL = ("error_type", "error_message")
+    TAIL = (WARNINGS, CONVERGENCE_WARNING, "error_type", "error_message")
 
     def __init__(self, path: Path, param_names: Sequence[str]) -> None:
         self.path = path
@@ -127,7 +141,8 @@ class ResultsCsv:
             self._pending.clear()
 
     def make_header(self, metric_names: Iterable[str]) -> list[str]:
-        """The header: framework columns, ``metric_names``, parameters, error columns."""
+        """The header: framework columns, ``metric_names``, parameters, warning and error
+        columns."""
         taken = set(self.LEAD) | set(self.TAIL) | set(self.param_names)
         metrics = [m for m in metric_names if m not in taken]
         return [*self.LEAD, *metrics, *self.param_names, *self.TAIL]

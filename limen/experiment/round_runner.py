@@ -35,9 +35,11 @@ from limen.experiment.pruning import reporting_to
 from limen.experiment.reconcile import reconcile_files
 from limen.experiment.records import (
     AUDIT_JSONL,
+    CONVERGENCE_WARNING,
     METADATA_JSON,
     RESULTS_CSV,
     ROUND_DATA_JSONL,
+    WARNINGS,
     ResultsCsv,
     append_jsonl,
     results_row,
@@ -45,6 +47,7 @@ from limen.experiment.records import (
     write_json_atomic,
 )
 from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
+from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
 from limen.experiment.run_plan import RunPlan
 from limen.experiment.study_setup import (
     ATTR,
@@ -81,6 +84,7 @@ class RoundRunner:
         self.interrupted = False
         self.exhausted = False
         self.feedback: FeedbackController | None = None
+        self.round_warnings = RoundWarnings()
 
     # ----------------------------------------------------------- lifecycle
 
@@ -99,6 +103,7 @@ class RoundRunner:
             if self.csv is not None:
                 self.csv.close()
             self._publish()
+            write_convergence_report(self.plan.experiment_dir, self.loop.experiment_log, self.keys)
 
     def _open(self) -> None:
         plan = self.plan
@@ -145,7 +150,13 @@ class RoundRunner:
         self.loop.domain, self.loop.msq = self.search.domain, self.search.msq
         lost = self.search.open(trials, self.objective, resume=bool(plan.resume))
         if lost:
-            logger.warning("Re-register the MSQ filters %s: callables are not stored.", lost)
+            logger.warning(
+                "Resumed without %d non-restorable MSQ filter(s): %s. Callables are not "
+                "stored; re-register them.",
+                len(lost),
+                ", ".join(lost),
+            )
+            self._audit("non_restorable_filters", filters=lost)
         self.feedback = self._make_feedback()
         self._restore_best(trials)
         self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
@@ -274,9 +285,11 @@ class RoundRunner:
             round_params["_experiment_details"] = {"current_index": claimed.number}
         started = time.perf_counter()
         reporter = RoundReporter(self.pruning_study, claimed.trial_id, claimed.number)
+        self.round_warnings = RoundWarnings()
         try:
             with self.lease.hold(claimed.trial_id), reporting_to(reporter):
-                results = self._evaluate(round_params)
+                with self.round_warnings.capture():
+                    results = self._evaluate(round_params)
                 values = self._outcome(results)
         except optuna.TrialPruned as exc:
             self._store_pruned(claimed, round_params, reporter, exc, started)
@@ -397,7 +410,8 @@ class RoundRunner:
         """Store a round's outcome in the study, tell the strategy, append its results row."""
         elapsed = round(time.perf_counter() - started, 6)
         metrics = metrics or {}
-        stored = {**metrics, **(attrs or {}), trial_attrs.EXECUTION_TIME: elapsed}
+        noted = self.round_warnings.attrs(failed=state == TrialState.FAIL)
+        stored = {**metrics, **(attrs or {}), **noted, trial_attrs.EXECUTION_TIME: elapsed}
         if error is not None:
             stored[trial_attrs.ERROR_TYPE] = type(error).__name__
             stored[trial_attrs.ERROR_MESSAGE] = str(error)
@@ -412,6 +426,8 @@ class RoundRunner:
             params=param_tokens(round_params),
             error_type=None if error is None else type(error).__name__,
             error_message=None if error is None else str(error),
+            warnings=noted[WARNINGS],
+            convergence_warning=noted[CONVERGENCE_WARNING],
         )
         self.csv.append(row, metric_names=list(metrics) if state == TrialState.COMPLETE else None)
 

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
 from limen.experiment.identity import value_token
+from limen.experiment.round_warnings import convergence_report
 from limen.experiment.trainer.study_source import (
     ATTR,
     import_sfd,
@@ -183,6 +184,16 @@ class Log:
         return path
 
     # ---------------------------------------------------------------------- statistics
+
+    def convergence_report(self) -> dict[str, Any]:
+        """Rounds whose model warned that it did not converge, and the values behind them.
+
+        The report a run writes to ``convergence_report.json``: counts and shares of rounds
+        with a convergence warning (rounds stored without the evidence count as unavailable),
+        the most frequent warning messages, and for each parameter value seen with such a
+        warning its share of warned rounds.
+        """
+        return convergence_report(self.experiment_log, parameter_columns=self.param_names)
 
     def parameter_correlation(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from limen.experiment.identity import value_token
+from limen.experiment.identity import match_value, plain_value, value_key, value_token
 from limen.experiment.param_domain import Range
 
 ACTION_SUGGEST = "suggest"
@@ -149,31 +149,45 @@ def logged_params(log: pd.DataFrame, msq: Any) -> list[str]:
     return [key for key in msq.domain_keys if key in log.columns]
 
 
-def value_groups(log: pd.DataFrame, param: str) -> Iterator[tuple[Any, pd.Index]]:
+def value_groups(log: pd.DataFrame, param: str, msq: Any) -> Iterator[tuple[Any, pd.Index]]:
     """``(value, row index)`` per distinct value of ``param``, in order of first appearance.
 
-    Values are grouped by their token so that functions, classes and None group too.
+    Rows are grouped by ``value_key``, whatever the column's dtype (int64, float64, object,
+    categorical, or text read back from ``results.csv``), so functions, classes and None group
+    too. ``value`` is the domain's own value when the domain lists it (see ``domain_value``).
     """
-    tokens = log[param].map(value_token)
-    for token in dict.fromkeys(tokens):
-        rows = tokens.index[tokens == token]
-        yield log[param].loc[rows[0]], rows
+    column = log[param].astype(object)
+    keys = column.map(value_key)
+    for key in dict.fromkeys(keys):
+        rows = keys.index[keys == key]
+        yield domain_value(msq, param, column.loc[rows[0]]), rows
+
+
+def domain_value(msq: Any, param: str, value: Any) -> Any:
+    """The value ``param`` lists that ``value`` (read from a log) stands for, else it as plain.
+
+    Interventions then carry the very objects of the parameter space, never numpy scalars.
+    """
+    entry = msq.domain.values_for(param)
+    if isinstance(entry, Range):
+        return plain_value(value)
+    return match_value(entry, value)
 
 
 def is_listed(msq: Any, param: str, value: Any) -> bool:
     """Whether ``value`` is still one of ``param``'s listed values."""
     entry = msq.domain.values_for(param)
-    return not isinstance(entry, Range) and any(value_token(v) == value_token(value) for v in entry)
+    return not isinstance(entry, Range) and any(value_key(v) == value_key(value) for v in entry)
 
 
-def removable(msq: Any, param: str, value: Any, pending: set[tuple[str, Any]]) -> bool:
+def removable(msq: Any, param: str, value: Any, pending: set[tuple[str, str]]) -> bool:
     """Whether removing ``value`` (after the ``pending`` removals) leaves ``param`` a value."""
     if not is_listed(msq, param, value):
         return False
     left = [
         v
         for v in msq.domain.values_for(param)
-        if (param, value_token(v)) not in pending and value_token(v) != value_token(value)
+        if (param, value_key(v)) not in pending and value_key(v) != value_key(value)
     ]
     return bool(left)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from limen.experiment.identity import value_token
+from limen.experiment.identity import value_key, value_token
 from limen.experiment.param_domain import Range
 from limen.experiment.reducer.base import (
     PruningStrategy,
@@ -119,10 +119,10 @@ class BudgetReducer(PruningStrategy):
             if isinstance(entry, Range) or len(entry) < 2:
                 continue
             means = {}
-            for value, rows in value_groups(log, param):
+            for value, rows in value_groups(log, param, msq):
                 mean = metric.loc[rows].mean()
                 if is_listed(msq, param, value) and not pd.isna(mean):
-                    means[value_token(value)] = (mean, value)
+                    means[value_key(value)] = (mean, value)
             if len(means) < 2:
                 continue
             pick = min if self.maximize else max

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from limen.experiment.identity import value_token
+from limen.experiment.identity import plain_value, value_key
 from limen.experiment.reducer.base import (
     ACTION_SUGGEST,
     PruningStrategy,
@@ -106,10 +106,11 @@ class CorrelationReducer(PruningStrategy):
             return []
         rng = np.random.default_rng(self.random_state)
         items: list[dict[str, Any]] = []
-        pending: set[tuple[str, Any]] = set()
+        pending: set[tuple[str, str]] = set()
         for param in logged_params(log, msq):
-            x = pd.to_numeric(log[param], errors="coerce")
-            if x.isna().any() or log[param].map(lambda v: isinstance(v, bool)).any():
+            column = log[param].astype(object).map(plain_value)
+            x = pd.to_numeric(column, errors="coerce")
+            if x.isna().any() or column.map(lambda v: isinstance(v, bool)).any():
                 continue
             stats = bootstrap_correlation(
                 x.to_numpy(float),
@@ -130,9 +131,9 @@ class CorrelationReducer(PruningStrategy):
         param: str,
         metric: pd.Series,
         corr: float,
-        pending: set[tuple[str, Any]],
+        pending: set[tuple[str, str]],
     ) -> list[dict[str, Any]]:
-        means = [(metric.loc[rows].mean(), value) for value, rows in value_groups(log, param)]
+        means = [(metric.loc[rows].mean(), value) for value, rows in value_groups(log, param, msq)]
         worst, best = (min, max) if self.maximize else (max, min)
         limit = self.negative_correlation_threshold
         wrong = corr < limit if self.maximize else corr > -limit
@@ -142,7 +143,7 @@ class CorrelationReducer(PruningStrategy):
             if key in self._applied or not removable(msq, param, value, pending):
                 return []
             self._applied.append(key)
-            pending.add((param, value_token(value)))
+            pending.add((param, value_key(value)))
             direction = "negative" if corr < 0 else "positive"
             return [
                 {

@@ -17,6 +17,7 @@ from limen.experiment.reducer.base import (
     check_int,
     check_real,
     check_str,
+    domain_value,
     logged_params,
     metric_series,
     require_keys,
@@ -100,7 +101,7 @@ class FocusReducer(PruningStrategy):
         return value > than if self.maximize else value < than
 
     def _center(self, log: pd.DataFrame, msq: Any, row: Any, best: float) -> None:
-        self._combo = {p: log.at[row, p] for p in logged_params(log, msq)}
+        self._combo = {p: domain_value(msq, p, log.at[row, p]) for p in logged_params(log, msq)}
         self._best, self._stale = best, 0
 
     def _narrow(self, msq: Any, *, inject: bool) -> list[dict[str, Any]]:

@@ -8,21 +8,20 @@ from typing import Any
 import pandas as pd
 
 from limen.experiment.identity import value_token
+from limen.experiment.records import WARNINGS
 from limen.experiment.reducer.base import (
     ACTION_SUGGEST,
     PruningStrategy,
     check_int,
     check_real,
     check_str,
+    is_listed,
     logged_params,
     metric_series,
     pair_key,
-    removable,
     require_keys,
     value_groups,
 )
-
-WARNINGS_COLUMN = "_warnings"
 
 
 class SanityReducer(PruningStrategy):
@@ -30,7 +29,9 @@ class SanityReducer(PruningStrategy):
 
     For each value of each parameter with at least ``min_observations`` rounds: a share of
     rounds without a finite ``metric`` strictly above ``nan_threshold`` removes the value
-    (once; never a parameter's last value). Pruned rounds do not count. Suggestions, recorded
+    (once). Each value is judged on its own rounds, so when every value fails every value is
+    named, a parameter's last one included (the domain then refuses to empty the parameter,
+    and the audit records why). Pruned rounds do not count. Suggestions, recorded
     only, flag a share of zero metrics above ``zero_metric_threshold``, of rounds slower than
     ``execution_time_threshold`` above ``timeout_rate_threshold``, and of rounds with warnings
     above ``warning_threshold``.
@@ -83,18 +84,16 @@ class SanityReducer(PruningStrategy):
         missing = metric_series(log, self.metric).isna()
         checks = self._checks(log)
         items: list[dict[str, Any]] = []
-        pending: set[tuple[str, Any]] = set()
         for param in logged_params(log, msq):
-            for value, rows in value_groups(log, param):
+            for value, rows in value_groups(log, param, msq):
                 if len(rows) < self.min_observations:
                     continue
                 key = pair_key(param, value)
                 if key in self._removed:
                     continue
                 if missing.loc[rows].mean() > self.nan_threshold:
-                    if removable(msq, param, value, pending):
+                    if is_listed(msq, param, value):
                         items.append({"op": "remove_is", "param": param, "value": value})
-                        pending.add((param, value_token(value)))
                         self._removed.append(key)
                     continue
                 items.extend(self._suggestions(param, value, rows, checks))
@@ -110,8 +109,9 @@ class SanityReducer(PruningStrategy):
         if self.execution_time_threshold is not None and column in log.columns:
             slow = pd.to_numeric(log[column], errors="coerce") > self.execution_time_threshold
             checks.append(("execution_timeout", slow, self.timeout_rate_threshold))
-        if self.warning_threshold is not None and WARNINGS_COLUMN in log.columns:
-            warned = ~log[WARNINGS_COLUMN].isin([None, "[]", ""]) & log[WARNINGS_COLUMN].notna()
+        if self.warning_threshold is not None and WARNINGS in log.columns:
+            # ``_warnings`` is a JSON list per round ("[]": none; null: not recorded).
+            warned = log[WARNINGS].map(lambda v: isinstance(v, str) and v not in ("", "[]"))
             checks.append(("warning", warned, self.warning_threshold))
         return checks
 

@@ -60,7 +60,7 @@ class SaturationReducer(PruningStrategy):
         items: list[dict[str, Any]] = []
         now: list[str] = []
         for param in logged_params(log, msq):
-            for value, rows in value_groups(log, param):
+            for value, rows in value_groups(log, param, msq):
                 cv = self._cv(metric.loc[rows].dropna().tail(self.window_size))
                 if cv is None or cv >= self.cv_threshold:
                     continue
