@@ -118,3 +118,23 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 def unique_study_name(request: pytest.FixtureRequest) -> str:
     """A study name unique to this test, safe in a database other tests share."""
     return f"{request.node.name[:200]}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_loop_on(storage_url: str, tmp_path: Path):
+    """A factory of loops over ``strategy_sfd`` whose study lives on each backend in turn.
+
+    ``make_loop_on(search_strategy=..., **kwargs)``: the experiment directory is
+    ``tmp_path / "exp"`` and the storage the parametrized ``storage_url`` (SQLite, PostgreSQL,
+    MariaDB), so one test runs the whole loop on every database.
+    """
+    import strategy_sfd
+    from limen.experiment import UniversalExperimentLoop
+
+    def make(**kwargs: object) -> UniversalExperimentLoop:
+        kwargs.setdefault("experiment_dir", tmp_path / "exp")
+        kwargs.setdefault("objective", "score")
+        kwargs.setdefault("storage", storage_url)
+        return UniversalExperimentLoop(sfd=strategy_sfd, data=strategy_sfd.data(), **kwargs)
+
+    return make

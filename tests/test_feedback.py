@@ -19,21 +19,10 @@ from limen.experiment import (
     UniversalExperimentLoop,
 )
 from limen.experiment.feedback_controller import apply_intervention
-from limen.experiment.msq import MemoryQueue
-from limen.experiment.search_strategy import Proposal, SearchStrategy
+from limen.experiment.msq import MemoryRounds
+from plain_strategies import InOrder
 
 LOG = pd.DataFrame({"score": [1.0], "a": [1], "b": ["x"]})
-
-
-class First(SearchStrategy):
-    """Proposes the first admissible combination (plain Python, no study)."""
-
-    def ask(self, admissible, max_attempts):
-        combos = [{"a": a, "b": b} for a in self.domain.values_for("a") for b in "xy"]
-        return next((Proposal(c) for c in combos if admissible(c)), None)
-
-    def tell(self, proposal, state, values):
-        return None
 
 
 class Emits(PruningStrategy):
@@ -58,7 +47,7 @@ class Emits(PruningStrategy):
 
 def make_msq() -> MSQ:
     domain = ParamDomain({"a": [1, 2, 3, 4], "b": ["x", "y"]})
-    return MSQ(First(domain), domain, queue=MemoryQueue())
+    return MSQ(InOrder(domain), domain, queue=MemoryRounds())
 
 
 def audit_lines(path) -> list[dict]:
@@ -218,12 +207,12 @@ def nan_for_mode_c(data, round_params):
 
 
 def make_loop(tmp_path, **kwargs) -> UniversalExperimentLoop:
+    kwargs.setdefault("search_strategy", "random")
     return UniversalExperimentLoop(
         sfd=strategy_sfd,
         data=strategy_sfd.data(),
         experiment_dir=tmp_path / "exp",
         objective="score",
-        search_strategy="random",
         feedback_interval=10,
         pruning_strategies=[
             {"name": "sanity", "metric": "score", "nan_threshold": 0.9, "min_observations": 2}
@@ -232,14 +221,19 @@ def make_loop(tmp_path, **kwargs) -> UniversalExperimentLoop:
     )
 
 
-def test_reducers_need_the_strategy_path(tmp_path):
-    with pytest.raises(ValueError, match="search_strategy="):
-        UniversalExperimentLoop(
-            sfd=strategy_sfd,
-            data=strategy_sfd.data(),
-            experiment_dir=tmp_path / "exp",
-            pruning_strategies=[SanityReducer(metric="score")],
-        )
+def test_reducers_act_on_the_basic_path_too(tmp_path):
+    calls: list[dict] = []
+
+    def model(data, round_params):
+        calls.append(round_params)
+        return nan_for_mode_c(data, round_params)
+
+    loop = make_loop(tmp_path, search_strategy=None)
+    loop.run("fb", n_permutations=30, seed=3, model=model, progress_bar=False)
+
+    assert sum(c["mode"] == "c" for c in calls[:20]) >= 2
+    assert all(c["mode"] != "c" for c in calls[20:])
+    assert loop.domain.values_for("mode") == ["a", "b"]
 
 
 def test_a_reducer_removes_a_failing_value_for_the_rest_of_the_run_and_across_resume(tmp_path):

@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 
 import strategy_sfd
 from limen.experiment import MSQ, FilterExhaustedError, ParamDomain, UniversalExperimentLoop
-from limen.experiment.msq import MemoryQueue
-from limen.experiment.search_strategy import Proposal, SearchStrategy
+from limen.experiment.msq import MemoryRounds
+from plain_strategies import InOrder
 
 COMBO = {"x": 13, "lr": 0.01, "mode": "b", "scaler": strategy_sfd.MinMaxScaler}
 
@@ -107,23 +107,9 @@ def test_filters_are_honoured(tmp_path):
     assert [e["operation"] for e in loop.msq.intervention_log] == ["set_filter", "remove_custom"]
 
 
-class Fixed(SearchStrategy):
-    """Proposes the same combination for ever (plain Python, no study)."""
-
-    def ask(self, admissible, max_attempts):
-        for _ in range(max_attempts):
-            combo = {"a": 1, "b": "x"}
-            if admissible(combo):
-                return Proposal(combo)
-        raise FilterExhaustedError(f"refused {max_attempts} proposals")
-
-    def tell(self, proposal, state, values):
-        return None
-
-
 def plain_msq(**kwargs) -> MSQ:
     domain = ParamDomain({"a": [1, 2, 3], "b": ["x", "y"]})
-    return MSQ(Fixed(domain), domain, queue=MemoryQueue(), **kwargs)
+    return MSQ(InOrder(domain), domain, queue=MemoryRounds(), **kwargs)
 
 
 def test_a_filter_that_refuses_everything_raises_filter_exhausted():
@@ -189,16 +175,16 @@ def test_a_queued_round_is_owned_by_the_worker_that_takes_it(tmp_path):
 
 
 def test_state_round_trip_keeps_the_n_permutations_cap():
-    queue = MemoryQueue()
+    queue = MemoryRounds()
     domain = ParamDomain({"a": [1, 2, 3], "b": ["x", "y"]})
-    msq = MSQ(Fixed(domain), domain, queue=queue, n_permutations=100)
+    msq = MSQ(InOrder(domain), domain, queue=queue, n_permutations=100)
     next(msq), next(msq)
     msq.inject({"a": 2, "b": "y"})
     assert msq.remaining_count() == 99
     state = msq.get_state()
 
     again = ParamDomain({"a": [1, 2, 3], "b": ["x", "y"]})
-    restored = MSQ(Fixed(again), again, queue=queue)
+    restored = MSQ(InOrder(again), again, queue=queue)
     restored.set_state(state)
     assert restored.n_permutations == 100
     assert restored.remaining_count() == 99

@@ -26,29 +26,17 @@ from limen.experiment import (
     SaturationReducer,
 )
 from limen.experiment.identity import value_token
-from limen.experiment.msq import MemoryQueue, sample_filter
+from limen.experiment.msq import MemoryRounds, sample_filter
 from limen.experiment.records import WARNINGS, ResultsCsv, results_row
 from limen.experiment.reducer import make_reducer
-from limen.experiment.search_strategy import Proposal, SearchStrategy
+from plain_strategies import InOrder
 
 COLUMN_KINDS = ("object", "int64", "float64", "category", "results.csv")
 
 
-class First(SearchStrategy):
-    """Proposes the first admissible combination of the domain (plain Python, no study)."""
-
-    def ask(self, admissible, max_attempts):
-        a, b = self.domain.values_for("a"), self.domain.values_for("b")
-        combos = [{"a": x, "b": y} for x in a for y in b]
-        return next((Proposal(c) for c in combos if admissible(c)), None)
-
-    def tell(self, proposal, state, values):
-        return None
-
-
 def make_msq(a=(1, 2, 3), b=("x", "y")) -> MSQ:
     domain = ParamDomain({"a": list(a), "b": list(b)})
-    return MSQ(First(domain), domain, queue=MemoryQueue())
+    return MSQ(InOrder(domain), domain, queue=MemoryRounds())
 
 
 def make_log(a, b, score, **extra) -> pd.DataFrame:

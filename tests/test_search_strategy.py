@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 import strategy_sfd
-from limen.adapters.samplers import SAMPLER_SPECS, open_proposer
+from limen.adapters.sampler_specs import SAMPLER_SPECS
 from limen.adapters.storage import open_storage
 from limen.experiment import (
     STRATEGY_REGISTRY,
@@ -35,40 +35,6 @@ def make_loop(tmp_path: Path, strategy, **kwargs) -> UniversalExperimentLoop:
     return UniversalExperimentLoop(
         sfd=strategy_sfd, data=strategy_sfd.data(), search_strategy=strategy, **kwargs
     )
-
-
-class Driver:
-    """Claims rounds from a strategy proposer and finishes them, without running a model."""
-
-    def __init__(self, tmp_path: Path, config, params=None, directions=("maximize",)) -> None:
-        self.storage = open_storage(f"sqlite:///{tmp_path / 'driver.db'}")
-        study = optuna.create_study(
-            storage=self.storage, study_name="driver", directions=list(directions)
-        )
-        self.domain = ParamDomain(params or strategy_sfd.params())
-        self.proposer = open_proposer(
-            make_strategy(config, self.domain),
-            storage=self.storage,
-            study_id=study._study_id,
-            study_name="driver",
-            pruner=optuna.pruners.NopPruner(),
-            seed=7,
-            checkpoint_interval=1000,
-        )
-        self.finished = 0
-
-    def propose(self, n: int) -> list[dict]:
-        combos = []
-        for _ in range(n):
-            claimed = self.proposer.claim()
-            if claimed is None:
-                break
-            value = float(claimed.combo["x"])
-            self.storage.finish_trial(claimed.trial_id, TrialState.COMPLETE, [value], {})
-            self.finished += 1
-            self.proposer.after_trial(claimed.trial_id, TrialState.COMPLETE, [value], self.finished)
-            combos.append(claimed.combo)
-        return combos
 
 
 # ------------------------------------------------------------------ config sources
@@ -148,47 +114,26 @@ def test_a_run_resumes_with_the_stored_strategy_and_refuses_another(tmp_path):
 # ---------------------------------------------------------------- domain mutations
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_a_removed_value_is_never_proposed_again(tmp_path, name):
-    driver = Driver(tmp_path, {"name": name, "seed": 1})
-    driver.propose(10)
-    driver.domain.remove_value("mode", "b")
-    driver.domain.remove_values_ge("x", 15)
-    n = 40 if name in SLOW else 200
-
-    later = driver.propose(n)
-
-    assert len(later) == n
-    assert all(c["mode"] != "b" and c["x"] < 15 for c in later)
-    assert all(driver.domain.is_valid_combination(c) for c in later)
-
-
-@pytest.mark.parametrize("name", PROPOSING_INJECTIONS)
-def test_an_injected_value_becomes_proposable(tmp_path, name):
-    driver = Driver(tmp_path, {"name": name, "seed": 2})
-    driver.propose(12)
-    driver.domain.inject_value("mode", "d")
-    driver.domain.inject_value("x", 25)
-
-    budget = 40 if name in SLOW else 120
-
-    assert any(driver.propose(1)[0]["mode"] == "d" for _ in range(budget))
-
-
-@pytest.mark.parametrize("name", ["tpe", "cmaes", "qmc", "random"])
+@pytest.mark.parametrize("name", ["tpe", "cmaes", "qmc", "random", "grid"])
 def test_a_mutated_study_stays_one_space_that_plain_optuna_reloads(tmp_path, name):
-    driver = Driver(tmp_path, {"name": name, "seed": 4})
-    driver.propose(8)
-    driver.domain.inject_value("mode", "d")
-    driver.domain.keep_between("x", 2, 12)
-    driver.propose(8)
-    url = driver.storage.url
+    loop = make_loop(tmp_path, {"name": name, "seed": 4})
 
-    study = optuna.load_study(study_name="driver", storage=url)
+    def model(data, round_params):
+        if len(seen) == 8:
+            loop.domain.inject_value("mode", "d")
+            loop.domain.keep_between("x", 2, 12)
+        seen.append(round_params)
+        return strategy_sfd.model(data, round_params)
+
+    seen: list = []
+    loop.run("s", n_permutations=16, progress_bar=False, model=model)
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'exp/study.db'}")
     trials = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(trials) == 16
+    assert len(trials) == len(study.trials) == 16
     assert len({str(t.distributions["mode"]) for t in trials}) == 1
     assert trials[0].distributions["mode"].choices == ("a", "b", "c", "d")
+    assert all(2 <= r["x"] <= 12 for r in seen[9:])
     assert study.trials_dataframe().shape[0] == len(study.trials)
 
 
@@ -214,28 +159,19 @@ def test_the_mutated_domain_is_saved_at_once_and_restored_on_resume(tmp_path):
     assert "a" not in set(again.experiment_log["mode"].iloc[6:])
 
 
-def test_an_exhausted_finite_space_ends_the_run_and_leaves_no_running_trial(tmp_path):
-    loop = make_loop(tmp_path, {"name": "tpe", "n_startup_trials": 2, "seed": 0})
-    small = {"x": [1, 2, 3], "lr": [0.1], "mode": ["a", "b"], "scaler": [None]}
-    log = loop.run("s", n_permutations=20, progress_bar=False, params=small)
-
-    assert len(log) == 6 and log["id"].is_unique
-    assert loop.exhausted
-    trials = loop.study.get_trials()
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    rejected = [t for t in trials if t.user_attrs.get("limen:attempt") == "rejected"]
-    assert all(t.state == TrialState.FAIL for t in rejected)
-    assert len(trials) == len(rejected) + 6
-
-
 def test_filters_refusing_every_proposal_raise_filter_exhausted(tmp_path):
-    driver = Driver(tmp_path, {"name": "random", "seed": 0})
-    driver.proposer.msq.remove_custom(lambda combo: True)
-    driver.proposer.msq.max_filter_retries = 20
-    with pytest.raises(FilterExhaustedError, match="refused"):
-        driver.propose(1)
-    running = driver.storage.get_all_trials(1, states=(TrialState.RUNNING,))
-    assert running == []
+    loop = make_loop(tmp_path, {"name": "random", "seed": 0})
+
+    def model(data, round_params):
+        loop.msq.remove_custom(lambda combo: True)
+        loop.msq.max_filter_retries = 20
+        return strategy_sfd.model(data, round_params)
+
+    with pytest.raises(FilterExhaustedError, match="refused 20 consecutive"):
+        loop.run("s", n_permutations=3, progress_bar=False, model=model)
+    storage = open_storage(f"sqlite:///{tmp_path / 'exp/study.db'}")
+    assert storage.get_all_trials(1, states=(TrialState.RUNNING,)) == []
+    assert len(storage.get_all_trials(1)) == 1
 
 
 # ----------------------------------------------------------------------- bad input
@@ -311,14 +247,19 @@ def test_a_missing_optional_dependency_names_the_install(monkeypatch, name, modu
         make_strategy(name, ParamDomain(strategy_sfd.params()))
 
 
-def test_custom_strategies_subclass_the_port():
+def test_a_custom_strategy_needs_only_next():
     class First(SearchStrategy):
-        def ask(self, admissible, max_attempts):
-            return None
-
-        def tell(self, proposal, state, values):
-            return None
+        def __next__(self):
+            return {"a": 1}
 
     domain = ParamDomain({"a": [1, 2]})
-    assert make_strategy(First(domain), domain).domain is domain
+    strategy = make_strategy(First(domain), domain)
+    assert strategy.domain is domain and next(strategy) == {"a": 1}
+    assert strategy.get_state() == {} and strategy.config["class"].endswith("First")
+    assert make_strategy(First, domain, seed=3).seed == 3
     assert math.isinf(ParamDomain({"a": Range(0.0, 1.0)}).total_combinations)
+
+
+def test_a_strategy_that_is_no_strategy_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="SearchStrategy class or instance"):
+        make_loop(tmp_path, 42)

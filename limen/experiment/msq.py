@@ -231,9 +231,9 @@ class MSQ:
        dropped from the queue with its reason (``on_refused``);
     3. otherwise the strategy's next proposal, checked the same way. A refused proposal is
        asked again (``FilterExhaustedError`` after ``max_filter_retries`` refusals in a row).
-       A duplicate never becomes a round: the strategy is told the earlier outcome, and after
-       ``max_duplicates`` duplicates in a row one round comes from ``fallback`` (the lazy grid
-       over the remaining space) instead. The run ends when both are exhausted.
+       A duplicate never becomes a round: a model-based strategy is told the earlier outcome,
+       and after ``max_duplicates`` duplicates in a row one round comes from ``fallback`` (the
+       lazy grid over the remaining space) instead. The run ends when both are exhausted.
 
     Args:
         strategy: proposes combinations; its domain must be ``domain``.
@@ -254,7 +254,7 @@ class MSQ:
         max_filter_retries: int = 1000,
         queue: RoundStore | None = None,
         fallback: SearchStrategy | None = None,
-        max_duplicates: int = 100,
+        max_duplicates: int = 5,
     ) -> None:
         if strategy.domain is not domain:
             raise ValueError("MSQ strategy.domain and domain must reference the same ParamDomain.")
@@ -374,7 +374,8 @@ class MSQ:
             if source is self.fallback:
                 continue
             outcome = self.queue.outcome(rid)
-            if outcome is not None:
+            if outcome is not None and source.model_based:
+                # A model-based strategy learns that this point is known, and what it gave.
                 source.tell(combo, *outcome)
             duplicates += 1
             if source.exhaustive or duplicates < self.max_duplicates:

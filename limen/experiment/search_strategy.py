@@ -193,6 +193,14 @@ def resolve_strategy_config(config: Any) -> dict[str, Any] | Any:
             )
         strategy_info(config["name"])
         return dict(config)
+    is_class = isinstance(config, type) and issubclass(config, SearchStrategy)
+    is_sampler = callable(getattr(config, "sample_independent", None))
+    if not (isinstance(config, SearchStrategy) or is_class or is_sampler):
+        raise TypeError(
+            "The 'search_strategy' must be a strategy name, a config dict, a TOML/YAML file, an "
+            "optuna.samplers.BaseSampler, or a SearchStrategy class or instance. "
+            f"Got {config!r} instead."
+        )
     return config
 
 
