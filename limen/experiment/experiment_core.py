@@ -76,6 +76,8 @@ from limen.experiment.search_strategy import (
     resolve_strategy_config,
 )
 from limen.experiment.shutdown import Shutdown
+from limen.experiment.walk_forward import trial_attrs as fold_attrs
+from limen.experiment.walk_forward import write_round_outputs
 from limen.sfd.loader import check_sfd
 
 logger = logging.getLogger(__name__)
@@ -261,6 +263,8 @@ class UniversalExperimentLoop:
         self.exhausted = False
         self.interrupted = False
         self.results_dir: Path | None = None
+        self.experiment_confusion_metrics: pd.DataFrame | None = None
+        self.experiment_backtest_results: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -279,6 +283,7 @@ class UniversalExperimentLoop:
         seed: int | None = None,
         timeout: float | None = None,
         progress_bar: bool = True,
+        post_processing: bool = False,
     ) -> pd.DataFrame:
         """Run rounds until the study holds ``n_permutations`` finished rounds.
 
@@ -286,12 +291,15 @@ class UniversalExperimentLoop:
         (``random_search=True``) or index order, each combination at most once, across resumes
         and across processes sharing the study. A round that raises is stored as a FAIL trial
         with its traceback and the run goes on. Ctrl-C marks the running round as an
-        interrupted attempt (re-run on resume) and returns.
+        interrupted attempt (re-run on resume) and returns. ``post_processing=True`` then
+        fills ``experiment_confusion_metrics`` and ``experiment_backtest_results`` (binary
+        decoders on klines; see ``limen.log.Log``).
 
         Returns:
             ``experiment_log``: one row per finished round.
         """
         self._reset_outputs()
+        _check_bool("post_processing", post_processing)
         plan = self._plan(
             experiment_name=experiment_name,
             n_permutations=n_permutations,
@@ -309,6 +317,10 @@ class UniversalExperimentLoop:
         )
         runner = _RoundRunner(self, plan)
         runner.execute()
+        if post_processing:
+            self.experiment_confusion_metrics, self.experiment_backtest_results = (
+                self.log.trading_outcomes()
+            )
         return self.experiment_log
 
     def _plan(self, **kw: Any) -> _Plan:
@@ -934,7 +946,9 @@ class _RoundRunner:
         metrics = _scalar_metrics(results)
         if self.loop.save_artifacts:
             self._upload_artifacts(claimed, round_params, results, metrics)
-        self._finish(claimed, round_params, TrialState.COMPLETE, values, started, metrics=metrics)
+        attrs = fold_attrs(results)
+        state = TrialState.COMPLETE
+        self._finish(claimed, round_params, state, values, started, metrics=metrics, attrs=attrs)
         self._track_best(values[0])
         self._keep_outputs(round_params, results)
         extra: dict[str, Any] = {}
@@ -945,6 +959,7 @@ class _RoundRunner:
             extra["alignment"] = _jsonable(data_dict["_alignment"])
         record = round_record(claimed.round_id, claimed.number, _tokens(round_params), **extra)
         append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
+        write_round_outputs(self.plan.experiment_dir, claimed.round_id, claimed.number, results)
 
     def _store_pruned(
         self,
