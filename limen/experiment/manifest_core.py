@@ -36,6 +36,7 @@ import pandas as pd
 from limen.experiment.backtest import DEFAULT_COST_BPS, backtest, forward_returns, positions
 from limen.experiment.pruning import is_reporting, report
 from limen.experiment.walk_forward import (
+    DECLARATION_KEY,
     FOLDS_KEY,
     RETURNS_KEY,
     WalkForward,
@@ -656,6 +657,12 @@ class Manifest:
             self._report_fold(metrics, number)
         combined = combine_folds([{k: v for k, v in r.items() if k != "fold"} for r in rows])
         combined[FOLDS_KEY] = rows
+        combined[DECLARATION_KEY] = {
+            "split_walk_forward": self._walk_forward.as_dict(),
+            "validation_share": list(self._split[:2]),
+            "cost_bps": self._cost_bps,
+            "acceptance": self.acceptance,
+        }
         if preds:
             combined["_preds"] = np.concatenate(preds)
         if tracks and all(track is not None for track in tracks):

@@ -13,7 +13,8 @@ left out of a later fold's fit and validation rows, because their features overl
 Files (only for walk-forward rounds, written by ``write_round_outputs``):
 ``fold_results.csv`` (``id, fold, <metrics>``: one row per fold) and ``trial_returns.parquet``
 (``trial: str, bar: int64, net_return: float64``: one row group per round, the round's test
-windows concatenated).
+windows concatenated), plus ``walk_forward.json`` (the declaration, the round-trip cost and the
+acceptance thresholds, which ``limen accept`` reads).
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import TimeSeriesSplit
 
+from limen.experiment.records import write_json_atomic
+
 FOLD_RESULTS_CSV = "fold_results.csv"
 TRIAL_RETURNS_PARQUET = "trial_returns.parquet"
 FOLDS_KEY = "_folds"
 RETURNS_KEY = "_returns"
+DECLARATION_KEY = "_walk_forward"
+WALK_FORWARD_JSON = "walk_forward.json"
 FOLDS_ATTR = "limen:folds"
 
 
@@ -163,6 +168,9 @@ def write_round_outputs(
         return
     directory = Path(experiment_dir)
     with _locked(directory / ".walk_forward.lock"):
+        declaration = directory / WALK_FORWARD_JSON
+        if DECLARATION_KEY in results and not declaration.exists():
+            write_json_atomic(declaration, results[DECLARATION_KEY])
         _append_folds(directory / FOLD_RESULTS_CSV, round_id, trial_number, folds)
         track = results.get(RETURNS_KEY)
         if track is not None:
