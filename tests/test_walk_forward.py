@@ -178,3 +178,23 @@ def test_the_foundational_walk_forward_sfd_runs_and_is_accepted_from_the_cli(tmp
 def test_accept_on_a_directory_without_walk_forward_is_a_usage_error(tmp_path, capsys):
     assert main(["accept", str(tmp_path)]) == 2
     assert "trial_returns.parquet" in capsys.readouterr().err
+
+
+def test_embargoed_bars_are_left_out_of_a_later_folds_training_rows():
+    data = synthetic_klines(n_rows=400, seed=3)
+    manifest = walk_forward_sfd.base_manifest().set_split_walk_forward(
+        3, 60, purge_bars=1, embargo_bars=5
+    )
+    prepared = manifest.prepare_data(data, {"quality": 1.0})
+    folds = prepared["_folds"]
+    assert len(folds) == 3
+    first_test_end = 400 - 2 * 60  # the bars right after fold 0's test window
+    embargoed = set(data["datetime"].iloc[first_test_end : first_test_end + 5])
+    rows = folds[2]["x_train"].index.union(folds[2]["x_val"].index)
+    pool_times = set(data["datetime"].loc[rows])
+    assert not embargoed & pool_times
+    assert set(data["datetime"].iloc[first_test_end + 5 : first_test_end + 10]) <= pool_times
+    assert (
+        prepared["_alignment"]["first_test_datetime"]
+        == folds[0]["_alignment"]["first_test_datetime"]
+    )
