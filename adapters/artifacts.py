@@ -137,6 +137,9 @@ def study_note(study: optuna.Study, mutations: Sequence[str | Mapping[str, Any]]
         lines += [f"- `{name}` = `{_cell(value)}`" for name, value in context.items()]
     lines += ["", "### Domain mutations", ""]
     lines += [f"- {_mutation(m)}" for m in mutations] or ["None: the space is as declared."]
+    acceptance = attrs.get(ATTR + "acceptance")
+    if acceptance:
+        lines += ["", "### Acceptance (walk-forward)", "", *_acceptance(acceptance)]
     return "\n".join(lines) + "\n"
 
 
@@ -151,6 +154,17 @@ def save_study_note(study: optuna.Study, mutations: Sequence[str | Mapping[str, 
     body = study_note(study, mutations)
     save_note(study, body)
     return body
+
+
+def _acceptance(summary: Mapping[str, Any]) -> list[str]:
+    verdict = {True: "accepted", False: "rejected"}.get(summary.get("accepted"), "no verdict")
+    return [
+        f"- **Verdict**: {verdict} ({summary.get('n_trials')} rounds tried)",
+        f"- **Winner**: `{summary.get('winner_trial')}`",
+        f"- **Deflated Sharpe**: {summary.get('deflated_sharpe_probability')}",
+        f"- **PBO**: {summary.get('pbo')}",
+        f"- **Thresholds**: `{json.dumps(summary.get('thresholds') or {}, sort_keys=True)}`",
+    ]
 
 
 def _overview(attrs: Mapping[str, Any]) -> list[str]:

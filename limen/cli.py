@@ -294,7 +294,7 @@ def _db_note(directory: Path) -> str:
 
 # -------------------------------------------------- products: train, predict, status, export, plot
 
-PRODUCT_COMMANDS = ("train", "predict", "status", "export", "plot")
+PRODUCT_COMMANDS = ("train", "predict", "status", "export", "plot", "accept")
 
 
 def add_product_commands(sub: Any) -> None:
@@ -347,6 +347,20 @@ def add_product_commands(sub: Any) -> None:
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("--out", help="file to write (default DIR/experiment_log.<format>)")
 
+    accept = sub.add_parser(
+        "accept",
+        help="walk-forward acceptance report: Deflated Sharpe and PBO of the winner",
+        description="Compute each walk-forward round's Sharpe ratio from trial_returns.parquet, "
+        "the Deflated Sharpe Ratio of the winner and the Probability of Backtest Overfitting; "
+        "write acceptance_report.json and acceptance_report.md.",
+    )
+    accept.add_argument("experiment", metavar="DIR", help="the experiment directory")
+    accept.add_argument("--blocks", type=int, default=16, help="CSCV blocks for PBO (default 16)")
+    accept.add_argument(
+        "--min-dsr", type=float, help="threshold: least Deflated Sharpe probability (0-1)"
+    )
+    accept.add_argument("--max-pbo", type=float, help="threshold: greatest PBO accepted (0-1)")
+
     plot = sub.add_parser(
         "plot",
         help="write the study's plots as PNG files",
@@ -387,6 +401,7 @@ def command_product(args: argparse.Namespace) -> int:
         "status": command_status,
         "export": command_export,
         "plot": command_plot,
+        "accept": command_accept,
     }
     try:
         return commands[args.command](args)
@@ -561,6 +576,31 @@ def command_export(args: argparse.Namespace) -> int:
     default = (log.directory or Path.cwd()) / f"experiment_log.{args.format}"
     path = log.export(args.out or default, args.format)
     print(f"{len(log.experiment_log)} rounds written to {path}")
+    return EXIT_OK
+
+
+def command_accept(args: argparse.Namespace) -> int:
+    """``limen accept DIR``: the walk-forward acceptance report, printed as Markdown."""
+    from limen.experiment.acceptance import ACCEPTANCE_MD, acceptance_report
+
+    directory = Path(args.experiment)
+    if not directory.is_dir():
+        raise UsageError(f"Experiment directory {str(directory)!r} does not exist.")
+    thresholds = {
+        key: value
+        for key, value in (
+            ("min_deflated_sharpe_probability", args.min_dsr),
+            ("max_pbo", args.max_pbo),
+        )
+        if value is not None
+    }
+    report = acceptance_report(directory, acceptance=thresholds or None, n_blocks=args.blocks)
+    if report is None:
+        raise UsageError(
+            f"{directory} has no trial_returns.parquet: only walk-forward runs "
+            "(Manifest.set_split_walk_forward) have an acceptance report."
+        )
+    print((directory / ACCEPTANCE_MD).read_text(encoding="utf-8"), end="")
     return EXIT_OK
 
 

@@ -12,7 +12,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["quickstart.py", "custom_sfd.py", "custom_strategy.py"])
+@pytest.mark.parametrize(
+    "script", ["quickstart.py", "custom_sfd.py", "custom_strategy.py", "walk_forward.py"]
+)
 def test_example_runs(script, tmp_path):
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / script), str(tmp_path / "exp")],

@@ -22,6 +22,7 @@ _EXPORTS = {
     "MSQ": "limen.experiment.msq",
     "FilterExhaustedError": "limen.experiment.msq",
     "report": "limen.experiment.pruning",
+    "acceptance_report": "limen.experiment.acceptance",
     "CheckpointManager": "limen.experiment.checkpoint_manager",
     "FeedbackController": "limen.experiment.feedback_controller",
     "PruningStrategy": "limen.experiment.reducer",

@@ -167,6 +167,8 @@ class UniversalExperimentLoop:
         self.exhausted = False
         self.interrupted = False
         self.results_dir: Path | None = None
+        self.experiment_confusion_metrics: pd.DataFrame | None = None
+        self.experiment_backtest_results: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -185,6 +187,7 @@ class UniversalExperimentLoop:
         seed: int | None = None,
         timeout: float | None = None,
         progress_bar: bool = True,
+        post_processing: bool = False,
     ) -> pd.DataFrame:
         """Run rounds until the study holds ``n_permutations`` finished rounds.
 
@@ -192,12 +195,15 @@ class UniversalExperimentLoop:
         (``random_search=True``) or index order, each combination at most once, across resumes
         and across processes sharing the study. A round that raises is stored as a FAIL trial
         with its traceback and the run goes on. Ctrl-C marks the running round as an
-        interrupted attempt (re-run on resume) and returns.
+        interrupted attempt (re-run on resume) and returns. ``post_processing=True`` then
+        fills ``experiment_confusion_metrics`` and ``experiment_backtest_results`` (binary
+        decoders on klines; see ``limen.log.Log``).
 
         Returns:
             ``experiment_log``: one row per finished round.
         """
         self._reset_outputs()
+        check_bool("post_processing", post_processing)
         plan = plan_run(
             self,
             experiment_name=experiment_name,
@@ -216,4 +222,8 @@ class UniversalExperimentLoop:
         )
         runner = RoundRunner(self, plan)
         runner.execute()
+        if post_processing:
+            self.experiment_confusion_metrics, self.experiment_backtest_results = (
+                self.log.trading_outcomes()
+            )
         return self.experiment_log

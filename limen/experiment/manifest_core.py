@@ -33,6 +33,17 @@ from typing import Any, NoReturn
 import numpy as np
 import pandas as pd
 
+from limen.experiment.backtest import DEFAULT_COST_BPS, backtest, forward_returns, positions
+from limen.experiment.pruning import is_reporting, report
+from limen.experiment.walk_forward import (
+    DECLARATION_KEY,
+    FOLDS_KEY,
+    RETURNS_KEY,
+    WalkForward,
+    combine_folds,
+    fold_geometry,
+)
+
 logger = logging.getLogger(__name__)
 
 DATETIME_COLUMN = "datetime"
@@ -99,6 +110,9 @@ class Manifest:
         self._model: Callable[..., Mapping[str, Any]] | None = None
         self._stochastic = False
         self._objective: list[tuple[str, str]] | None = None
+        self._walk_forward: WalkForward | None = None
+        self._acceptance: dict[str, float] | None = None
+        self._cost_bps: float = DEFAULT_COST_BPS
 
     # Data sources -------------------------------------------------------------------------
 
@@ -151,7 +165,15 @@ class Manifest:
 
         Each split gets ``int(n_rows * ratio / total)`` rows except the last split with a
         non-zero ratio, which takes the remainder. ``(1, 0, 0)`` puts every row in train.
+        With a walk-forward split, call this first: its train:val share divides each fold's
+        pool, and calling it afterwards raises.
         """
+        if self._walk_forward is not None:
+            raise ValueError(
+                "Manifest.set_split_config cannot be combined with split_walk_forward, which "
+                "already decides the test windows: call set_split_config(train, val, 0) before "
+                "set_split_walk_forward to set each fold's fit:validation share."
+            )
         for name, value in zip(SPLIT_NAMES, (train, val, test), strict=True):
             bound = "> 0" if name == "train" else ">= 0"
             if not _is_number(value):
@@ -174,6 +196,98 @@ class Manifest:
         sizes[last] = n_rows - sum(size for i, size in enumerate(sizes) if i != last)
         stops = np.cumsum(sizes).tolist()
         return [(stop - size, stop) for size, stop in zip(sizes, stops, strict=True)]
+
+    def set_split_walk_forward(
+        self,
+        n_folds: int,
+        test_bars: int,
+        purge_bars: int = 0,
+        embargo_bars: int = 0,
+        anchored: bool = True,
+    ) -> Manifest:
+        """Evaluate each round on ``n_folds`` consecutive test windows of ``test_bars`` bars.
+
+        Each fold fits on the bars before its test window (all of them when ``anchored``, else
+        a rolling window as long as the first fold's), less ``purge_bars`` before the test and
+        before validation, and less the ``embargo_bars`` bars after each earlier test window.
+        The train:val share of ``set_split_config`` divides the pool into fit and validation;
+        its test share is ignored. Values must be literal ints (a bool for ``anchored``): the
+        geometry is the same for every round, so rounds are comparable. Geometry:
+        ``limen.experiment.walk_forward``.
+
+        Raises:
+            ValueError: a field is not a literal in range (``n_folds >= 2``, ``test_bars >= 1``,
+                ``purge_bars`` and ``embargo_bars >= 0``); the message names split_walk_forward.
+        """
+        self._walk_forward = WalkForward(n_folds, test_bars, purge_bars, embargo_bars, anchored)
+        return self
+
+    @property
+    def walk_forward(self) -> WalkForward | None:
+        """The walk-forward declaration, or None for a single train/val/test split."""
+        return self._walk_forward
+
+    def drop_walk_forward(self) -> Manifest:
+        """Return to a single train/val/test split (a refit on all data uses this)."""
+        self._walk_forward = None
+        self._acceptance = None
+        return self
+
+    def set_acceptance(
+        self,
+        min_deflated_sharpe_probability: float | None = None,
+        max_pbo: float | None = None,
+    ) -> Manifest:
+        """Thresholds the acceptance report turns into verdicts (pass/fail per statistic).
+
+        Args:
+            min_deflated_sharpe_probability: the least Deflated Sharpe Ratio (a probability)
+                the winning round must reach.
+            max_pbo: the greatest Probability of Backtest Overfitting accepted.
+        """
+        if self._walk_forward is None:
+            raise ValueError(
+                "Manifest.set_acceptance needs the per-round return tracks of a walk-forward "
+                "run: call set_split_walk_forward(...) first."
+            )
+        thresholds = {
+            "min_deflated_sharpe_probability": min_deflated_sharpe_probability,
+            "max_pbo": max_pbo,
+        }
+        for name, value in thresholds.items():
+            if value is None:
+                continue
+            if not _is_number(value):
+                _fail("set_acceptance", name, "a probability in [0, 1] or None", value, TypeError)
+            if not math.isfinite(value) or not 0 <= value <= 1:
+                _fail("set_acceptance", name, "a probability in [0, 1] or None", value)
+        chosen = {k: float(v) for k, v in thresholds.items() if v is not None}
+        if not chosen:
+            raise ValueError(
+                "Manifest.set_acceptance needs at least one threshold: "
+                "min_deflated_sharpe_probability=... or max_pbo=..."
+            )
+        self._acceptance = chosen
+        return self
+
+    @property
+    def acceptance(self) -> dict[str, float] | None:
+        """The acceptance thresholds set by ``set_acceptance``, or None."""
+        return None if self._acceptance is None else dict(self._acceptance)
+
+    def set_backtest_cost(self, round_trip_bps: float) -> Manifest:
+        """The cost of one round trip (entry + exit) in basis points for net-return tracks."""
+        if not _is_number(round_trip_bps):
+            _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps, TypeError)
+        if not math.isfinite(round_trip_bps) or round_trip_bps < 0:
+            _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps)
+        self._cost_bps = float(round_trip_bps)
+        return self
+
+    @property
+    def backtest_cost_bps(self) -> float:
+        """The round-trip cost in basis points used for net-return tracks."""
+        return self._cost_bps
 
     # Steps --------------------------------------------------------------------------------
 
@@ -344,20 +458,46 @@ class Manifest:
         on train. Returns ``x_train, y_train, x_val, y_val, x_test, y_test``, ``_alignment``,
         ``_scaler``, ``_feature_names`` and ``_fitted_params`` (what ``prepare_features``
         needs to prepare new data the same way).
+
+        With a walk-forward split the dict also holds ``_folds``: one such data dict per fold,
+        each prepared by its own copy of the manifest (the top-level keys are the last fold's,
+        and ``_alignment`` spans every test window).
         """
         _check_frame("prepare_data", data)
+        if self._walk_forward is not None:
+            return self._prepare_folds(data, round_params)
+        data_dict, _, _ = self._prepare_splits(data, self.split_bounds(len(data)), round_params)
+        return data_dict
+
+    def _prepare_splits(
+        self,
+        data: pd.DataFrame,
+        bounds: Sequence[tuple[int, int]],
+        round_params: Mapping[str, Any],
+        excluded: Sequence[int] = (),
+    ) -> tuple[dict[str, Any], list[pd.DataFrame], list[list[Any]]]:
+        """Prepare the train, val and test row ranges ``bounds``; ``excluded`` positions are
+        dropped from train and validation after labelling. Returns the data dict, the kept
+        rows and the dropped datetimes of each split."""
         target_column = self._require_target().column
         frames = [
-            self._apply_steps(data.iloc[start:stop].copy(), round_params)
-            for start, stop in self.split_bounds(len(data))
+            self._apply_steps(data.iloc[start:stop].copy(), round_params) for start, stop in bounds
         ]
         target = self._fit_target(frames[0], round_params)
         for frame in frames:
             self._label(target, frame, round_params)
+        embargoed: list[list[Any]] = [[] for _ in frames]
+        if excluded:
+            for i in (0, 1):
+                start, _ = bounds[i]
+                mask = np.isin(np.arange(start, start + len(frames[i])), excluded)
+                embargoed[i] = frames[i].loc[mask, DATETIME_COLUMN].tolist()
+                frames[i] = frames[i].loc[~mask]
         features = self._feature_names(frames[0], round_params)
         kept, dropped = zip(
             *(self._complete_rows(frame, features) for frame in frames), strict=True
         )
+        dropped = [[*extra, *part] for extra, part in zip(embargoed, dropped, strict=True)]
         scaler = self._fit_scaler(kept[0][features], round_params)
         data_dict: dict[str, Any] = {}
         for name, frame in zip(SPLIT_NAMES, kept, strict=True):
@@ -378,7 +518,49 @@ class Manifest:
             "target_column": target_column,
         }
         logger.debug("Prepared round: %d rows dropped as incomplete", sum(map(len, dropped)))
-        return data_dict
+        return data_dict, list(kept), dropped
+
+    def _prepare_folds(self, data: pd.DataFrame, round_params: Mapping[str, Any]) -> dict[str, Any]:
+        """One data dict per walk-forward fold, each with its test window's next-bar returns."""
+        times = data[DATETIME_COLUMN]
+        if times.isna().any() or not times.is_unique or not times.is_monotonic_increasing:
+            raise ValueError(
+                "split_walk_forward needs unique, strictly increasing datetimes without nulls in "
+                f"the {DATETIME_COLUMN!r} column: sort the data and drop duplicate bars."
+            )
+        train, val, _ = self._split
+        next_returns = forward_returns(data).to_numpy() if "close" in data.columns else None
+        folds: list[dict[str, Any]] = []
+        missing: list[str] = []
+        for number, fold in enumerate(fold_geometry(len(data), self._walk_forward, train, val)):
+            own = copy.deepcopy(self)
+            bounds = [fold.fit, fold.val, fold.test]
+            data_dict, kept, dropped = own._prepare_splits(
+                data, bounds, round_params, fold.embargoed
+            )
+            if data_dict["x_test"].empty or data_dict["x_train"].empty:
+                raise ValueError(
+                    f"split_walk_forward fold {number} has no complete fit or test rows after "
+                    "the look-back and target are applied: use longer test_bars or more data."
+                )
+            start, stop = fold.test
+            if next_returns is not None:
+                window = times.iloc[start:stop].to_numpy()
+                data_dict["_backtest"] = {
+                    "next_returns": next_returns[start:stop],
+                    "rows": np.searchsorted(window, kept[2][DATETIME_COLUMN].to_numpy()),
+                }
+            missing += [_iso(t) for t in dropped[2]]
+            folds.append(data_dict)
+        return {
+            **folds[-1],
+            "_alignment": {
+                "missing_datetimes": missing,
+                "first_test_datetime": folds[0]["_alignment"]["first_test_datetime"],
+                "last_test_datetime": folds[-1]["_alignment"]["last_test_datetime"],
+            },
+            FOLDS_KEY: folds,
+        }
 
     def prepare_features(
         self,
@@ -451,7 +633,48 @@ class Manifest:
     def run_model(
         self, data_dict: Mapping[str, Any], round_params: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Run the model function on a prepared data dict and return its results dict."""
+        """Run the model function on a prepared data dict and return its results dict.
+
+        A walk-forward data dict (``_folds``) runs the model once per fold and returns the
+        mean of the finite fold metrics, plus ``_folds`` (each fold's metrics), ``_returns``
+        (the net-return track of the test windows, concatenated) and the concatenated
+        ``_preds``. Inside a running round each fold's objective is reported as the
+        intermediate value at step = fold, so an Optuna pruner can stop the round early.
+        """
+        if FOLDS_KEY not in data_dict:
+            return self._run_once(data_dict, round_params)
+        rows: list[dict[str, Any]] = []
+        preds: list[np.ndarray] = []
+        tracks: list[np.ndarray] = []
+        results: dict[str, Any] = {}
+        for number, fold in enumerate(data_dict[FOLDS_KEY]):
+            results = self._run_once(fold, round_params)
+            metrics = _fold_metrics(results)
+            rows.append({"fold": number, **metrics})
+            if "_preds" in results:
+                preds.append(np.asarray(results["_preds"]).ravel())
+                tracks.append(self._fold_track(fold, preds[-1]))
+            self._report_fold(metrics, number)
+        combined = combine_folds([{k: v for k, v in r.items() if k != "fold"} for r in rows])
+        combined[FOLDS_KEY] = rows
+        combined[DECLARATION_KEY] = {
+            "split_walk_forward": self._walk_forward.as_dict(),
+            "validation_share": list(self._split[:2]),
+            "cost_bps": self._cost_bps,
+            "acceptance": self.acceptance,
+        }
+        if preds:
+            combined["_preds"] = np.concatenate(preds)
+        if tracks and all(track is not None for track in tracks):
+            combined[RETURNS_KEY] = np.concatenate(tracks)
+        for key in ("_model", "models"):
+            if key in results:
+                combined[key] = results[key]
+        return combined
+
+    def _run_once(
+        self, data_dict: Mapping[str, Any], round_params: Mapping[str, Any]
+    ) -> dict[str, Any]:
         model = self._require_model()
         results = model(data_dict, **self.model_kwargs(round_params))
         if not isinstance(results, Mapping):
@@ -460,6 +683,24 @@ class Manifest:
                 f"Got {type(results).__name__} instead."
             )
         return dict(results)
+
+    def _fold_track(self, fold: Mapping[str, Any], preds: np.ndarray) -> np.ndarray | None:
+        """The fold's per-bar net returns over its whole test window (flat where no row was
+        predicted), so every round's track has the same bars."""
+        window = fold.get("_backtest")
+        if window is None or len(preds) != len(window["rows"]):
+            return None
+        held = np.zeros(len(window["next_returns"]))
+        held[window["rows"]] = positions(preds)
+        return backtest(held, window["next_returns"], self._cost_bps).net
+
+    def _report_fold(self, metrics: Mapping[str, Any], fold: int) -> None:
+        """Report the fold's objective to the running round (single objective only)."""
+        if self._objective is None or len(self._objective) != 1 or not is_reporting():
+            return
+        value = metrics.get(self._objective[0][0])
+        if _is_number(value) and math.isfinite(value):
+            report(float(value), step=fold)
 
     # Internals ----------------------------------------------------------------------------
 
@@ -733,6 +974,19 @@ def _scale(scaler: Any, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         np.asarray(values, dtype=float), index=features.index, columns=features.columns
     )
+
+
+def _fold_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar metrics of one fold's results (``_`` keys and non-scalars left out)."""
+    metrics: dict[str, Any] = {}
+    for key, value in results.items():
+        if str(key).startswith("_") or key in ("models", "extras"):
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool | int | float | str) or value is None:
+            metrics[str(key)] = value
+    return metrics
 
 
 def _is_number(value: Any) -> bool:

@@ -40,6 +40,11 @@ def report(value: float, step: int) -> None:
     reporter.report(value, step)
 
 
+def is_reporting() -> bool:
+    """Whether ``report()`` has a running round to report to (False outside the loop)."""
+    return _CURRENT.get() is not None
+
+
 @contextlib.contextmanager
 def reporting_to(reporter: Reporter) -> Iterator[None]:
     """Route ``report()`` calls to ``reporter`` for the duration of the block."""

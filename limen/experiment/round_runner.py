@@ -58,6 +58,8 @@ from limen.experiment.study_setup import (
     set_metric_names,
     validate_resume,
 )
+from limen.experiment.walk_forward import trial_attrs as fold_attrs
+from limen.experiment.walk_forward import write_round_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -362,7 +364,9 @@ class RoundRunner:
         metrics = scalar_metrics(results)
         if self.loop.save_artifacts:
             self._upload_artifacts(claimed, round_params, results, metrics)
-        self._finish(claimed, round_params, TrialState.COMPLETE, values, started, metrics=metrics)
+        attrs = fold_attrs(results)
+        state = TrialState.COMPLETE
+        self._finish(claimed, round_params, state, values, started, metrics=metrics, attrs=attrs)
         self._track_best(values[0])
         self._keep_outputs(round_params, results)
         extra: dict[str, Any] = {}
@@ -373,6 +377,7 @@ class RoundRunner:
             extra["alignment"] = jsonable(data_dict["_alignment"])
         record = round_record(claimed.round_id, claimed.number, param_tokens(round_params), **extra)
         append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
+        write_round_outputs(self.plan.experiment_dir, claimed.round_id, claimed.number, results)
 
     def _store_pruned(
         self,

@@ -37,6 +37,7 @@ from limen.experiment.trainer.study_source import (
     resolve_study_source,
     study_codec,
 )
+from limen.log import trading
 from limen.log.plots import PLOT_KINDS, write_plot
 from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
 
@@ -85,6 +86,9 @@ class Log:
             storage URL (with ``study_name`` when it holds several studies).
         study_name: The study's name, when ``source`` is a URL or to override the directory's.
         sfd: The SFD module, to decode parameters when it cannot be imported by name.
+        data: The raw bars the experiment ran on, for the trading outcomes
+            (``experiment_backtest_results``, ``experiment_confusion_metrics``). Default: the
+            loop's data, else the SFD manifest's data source.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Log:
         study_name: str | None = None,
         *,
         sfd: Any = None,
+        data: pd.DataFrame | None = None,
     ) -> None:
         if hasattr(source, "study") and hasattr(source, "sfd"):
             if source.study is None:
@@ -103,6 +108,7 @@ class Log:
             self.study: optuna.Study = source.study
             self.directory: Path | None = source.results_dir
             sfd = source.sfd if sfd is None else sfd
+            data = source.data if data is None else data
         else:
             located = resolve_study_source(source, study_name)
             self.study = located.load_study()
@@ -122,6 +128,9 @@ class Log:
             self.trials, codec or _StoredValues(), context
         )
         self.param_names: list[str] = list(dict.fromkeys(k for t in self.trials for k in t.params))
+        self.sfd = sfd
+        self._data = data
+        self._round_records: list[dict[str, Any]] | None = None
         self._metric_studies: dict[tuple[str, str], optuna.Study] = {}
 
     # -------------------------------------------------------------------------- tables
@@ -182,6 +191,38 @@ class Log:
             ) from exc
         os.replace(tmp, path)
         return path
+
+    # ------------------------------------------------------------------ trading outcomes
+
+    def permutation_prediction_performance(self, round_index: int) -> pd.DataFrame:
+        """One round's test bars: ``datetime, open, close, price_change, next_return,
+        predictions`` and ``actuals`` (replayed from the manifest when it can be)."""
+        return trading.prediction_frame(self, round_index)
+
+    def permutation_confusion_metrics(
+        self, x: str, round_index: int, **options: Any
+    ) -> pd.DataFrame:
+        """One round's confusion metrics against column ``x`` (see ``trading``)."""
+        return trading.confusion_metrics(
+            self.permutation_prediction_performance(round_index), x, **options
+        )
+
+    def experiment_confusion_metrics(self, x: str = "price_change", **options: Any) -> pd.DataFrame:
+        """Confusion metrics of every successful round against ``x``: one row per round."""
+        return trading.experiment_confusion_metrics(self, x, **options)
+
+    def experiment_backtest_results(self, cost_bps: float | None = None) -> pd.DataFrame:
+        """A next-bar long/flat backtest of every successful round's test predictions.
+
+        One row per round: gross and net return, Sharpe per bar, max drawdown, trade count, win
+        rate. ``cost_bps`` per round trip defaults to the manifest's ``set_backtest_cost``.
+        """
+        return trading.experiment_backtest_results(self, cost_bps)
+
+    def trading_outcomes(self) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """``(experiment_confusion_metrics('price_change'), experiment_backtest_results())``,
+        or Nones (with a warning) when the rounds are not binary decoders on klines."""
+        return trading.trading_outcomes(self)
 
     # ---------------------------------------------------------------------- statistics
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-FOUNDATIONAL = ("logreg_binary", "random_binary", "gbm_regressor")
+FOUNDATIONAL = ("logreg_binary", "random_binary", "gbm_regressor", "logreg_walk_forward")
 
 
 def load_sfd(name: str) -> ModuleType:

@@ -10,6 +10,7 @@ data (split ``(1, 0, 0)``) and wraps each in a ``Sensor``.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import os
@@ -132,7 +133,12 @@ class Trainer:
     # ---------------------------------------------------------------------------- select
 
     def best(
-        self, n: int = 1, metric: str | None = None, direction: str | None = None
+        self,
+        n: int = 1,
+        metric: str | None = None,
+        direction: str | None = None,
+        *,
+        by: str | None = None,
     ) -> list[str]:
         """The ids of the ``n`` best completed rounds (fewer when the study has fewer).
 
@@ -141,12 +147,17 @@ class Trainer:
             metric: The metric to rank by; default the study's (first) objective.
             direction: ``'maximize'`` or ``'minimize'``; needed only for a metric that is not
                 an objective of the study.
+            by: ``'deflated_sharpe'`` ranks walk-forward rounds by their Deflated Sharpe Ratio
+                from the experiment's ``acceptance_report.json`` (``limen accept DIR``).
 
         Raises:
-            ValueError: the study has no completed round with a finite value of ``metric``.
+            ValueError: the study has no completed round with a finite value of ``metric``, or
+                ``by='deflated_sharpe'`` and no acceptance report exists.
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"The 'n' parameter of Trainer.best must be an int >= 1. Got {n!r}.")
+        if by is not None:
+            return self._best_by_report(n, by, metric)
         metric, direction = resolve_metric(self.study, metric, direction, "Trainer.best")
         trials = self.study.get_trials(deepcopy=False)
         ranked = rank_rounds(trials, metric, direction)
@@ -159,6 +170,38 @@ class Trainer:
         if len(ranked) < n:
             logger.warning("Only %d completed rounds are ranked by %r.", len(ranked), metric)
         return [trial.user_attrs[ROUND_ID] for trial in ranked[:n]]
+
+    def _best_by_report(self, n: int, by: str, metric: str | None) -> list[str]:
+        """Round ids ranked by the acceptance report's Deflated Sharpe Ratio, best first."""
+        from limen.experiment.acceptance import ACCEPTANCE_JSON
+
+        if by != "deflated_sharpe":
+            raise ValueError(
+                f"The 'by' parameter of Trainer.best must be 'deflated_sharpe' or None. "
+                f"Got {by!r} instead."
+            )
+        if metric is not None:
+            raise ValueError("Trainer.best takes metric= or by=, not both.")
+        directory = self.source.directory
+        path = None if directory is None else directory / ACCEPTANCE_JSON
+        if path is None or not path.is_file():
+            raise ValueError(
+                "Trainer.best(by='deflated_sharpe') needs the experiment's acceptance report: "
+                "run `limen accept DIR` (or limen.experiment.acceptance_report(DIR)) on a "
+                "walk-forward experiment first."
+            )
+        rounds = json.loads(path.read_text(encoding="utf-8")).get("rounds") or {}
+        scored = [
+            (entry["deflated_sharpe_probability"], trial)
+            for trial, entry in rounds.items()
+            if entry.get("deflated_sharpe_probability") is not None
+        ]
+        if not scored:
+            raise ValueError(
+                f"{path} has no round with a Deflated Sharpe Ratio (see its 'errors')."
+            )
+        scored.sort(key=lambda pair: -pair[0])
+        return [trial for _, trial in scored[:n]]
 
     # ----------------------------------------------------------------------------- train
 
@@ -271,7 +314,7 @@ class Trainer:
         """Pass 2: refit on all the data (unless ``refit`` is False); wrap it in a Sensor."""
         manifest = self.manifest
         if refit:
-            manifest = _manifest_of(self.sfd).set_split_config(*REFIT_SPLIT)
+            manifest = _manifest_of(self.sfd).drop_walk_forward().set_split_config(*REFIT_SPLIT)
             data_dict = manifest.prepare_data(self.data, params)
             results = manifest.run_model(data_dict, params)
             model, fitted = results.get("_model"), data_dict["_fitted_params"]
