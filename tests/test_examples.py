@@ -12,7 +12,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["quickstart.py", "custom_sfd.py"])
+@pytest.mark.parametrize("script", ["quickstart.py", "custom_sfd.py", "load_shared_sensor.py"])
 def test_example_runs(script, tmp_path):
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / script), str(tmp_path / "exp")],
