@@ -4,8 +4,10 @@ module with the recorded source) is imported by train and resume."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 
@@ -77,6 +79,24 @@ def test_status_export_and_plot_never_import_the_recorded_sfd(attacked, kind, tm
     assert main(["plot", str(copy), "--out", str(tmp_path / "plots")]) == EXIT_OK
     assert not marker.exists()
     assert name.rsplit("/", 1)[-1] not in sys.modules
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_dashboard_serves_the_attacked_study_without_importing_it(attacked, kind):
+    pytest.importorskip("optuna_dashboard")
+    from limen.adapters.dashboard import create_app, resolve_target
+
+    copy, marker, point_at = attacked
+    point_at(kind)
+    app, study_id = create_app(resolve_target(copy))
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ.update(PATH_INFO=f"/api/studies/{study_id}", REQUEST_METHOD="GET", QUERY_STRING="")
+    status: list[str] = []
+    body = b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
+    assert status[0].startswith("200")
+    assert len(json.loads(body)["trials"]) == 20
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("kind", KINDS)
