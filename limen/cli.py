@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("experiment_dir", help="the experiment's directory")
     resume.add_argument("-n", "--n-permutations", type=int, help="new target (default: stored)")
     resume.add_argument("--storage", help="SQLAlchemy URL, when the study is not in the directory")
+    _add_sfd_args(resume)
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     dashboard = sub.add_parser(
         "dashboard",
@@ -203,25 +204,65 @@ def _strategy_flag(value: str) -> Any:
 def command_resume(args: argparse.Namespace) -> int:
     """``limen resume DIR``: reopen the experiment stored in DIR and continue it."""
     from limen.experiment.experiment_core import UniversalExperimentLoop
-    from limen.sfd.loader import load_sfd
 
     directory = Path(args.experiment_dir)
     metadata = read_metadata(directory)
-    sfd = load_sfd(metadata["sfd_module"].removeprefix("limen.sfd.foundational_sfd."))
+    storage = args.storage or _stored_storage(metadata)
     loop = UniversalExperimentLoop(
-        sfd=sfd,
+        sfd=_user_sfd(args, _study_attrs(storage or directory, metadata["experiment_name"])),
         test_mode=bool(metadata.get("test_mode", False)),
         experiment_dir=directory,
-        storage=args.storage or _stored_storage(metadata),
+        storage=storage,
     )
     loop.run(
         metadata["experiment_name"],
         n_permutations=args.n_permutations or int(metadata["n_permutations"]),
-        resume=True,
+        resume="force" if args.force else True,
         progress_bar=not args.no_progress,
     )
     report(loop)
     return EXIT_OK
+
+
+def _add_sfd_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sfd",
+        help="the SFD that ran the experiment: a foundational name, a module path or a .py file "
+        "(default: the study's module, when it is a plain module name installed here)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="use the SFD even when its source differs from the one the study recorded",
+    )
+
+
+def _study_attrs(source: str | Path, study_name: str | None) -> dict[str, Any]:
+    """The user attributes of the study named on the command line."""
+    from limen.experiment.trainer.study_source import resolve_study_source
+
+    return resolve_study_source(source, study_name).load_study().user_attrs
+
+
+def _user_sfd(args: argparse.Namespace, attrs: dict[str, Any]) -> Any:
+    """The SFD of ``--sfd``, else the study's recorded module; checked against its source hash.
+
+    Only code the user names, or a plain module name installed here, is imported: never a
+    path taken from the database.
+    """
+    from limen.sfd.loader import check_source, load_sfd, recorded_sfd
+
+    if args.sfd is None:
+        try:
+            return recorded_sfd(attrs, force=args.force)
+        except ImportError as exc:
+            raise UsageError(str(exc)) from exc
+    try:
+        sfd = load_sfd(args.sfd)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    check_source(sfd, attrs, force=args.force)
+    return sfd
 
 
 def command_dashboard(args: argparse.Namespace) -> int:
@@ -250,7 +291,7 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not valid JSON ({exc}); it cannot be resumed.") from exc
-    missing = [k for k in ("sfd_module", "experiment_name", "n_permutations") if k not in metadata]
+    missing = [k for k in ("experiment_name", "n_permutations") if k not in metadata]
     if missing:
         raise UsageError(f"{path} lacks {missing}; it cannot be resumed.")
     return metadata
@@ -295,6 +336,7 @@ def _db_note(directory: Path) -> str:
 # -------------------------------------------------- products: train, predict, status, export, plot
 
 PRODUCT_COMMANDS = ("train", "predict", "status", "export", "plot", "accept")
+SENSOR_FORMATS = ("skops", "pickle")
 
 
 def add_product_commands(sub: Any) -> None:
@@ -316,6 +358,13 @@ def add_product_commands(sub: Any) -> None:
         action="store_true",
         help="keep the model fitted on the run's train split (default: refit on all data)",
     )
+    train.add_argument(
+        "--format",
+        choices=SENSOR_FORMATS,
+        default="skops",
+        help="skops (default: loading runs no code) or pickle (any model; needs --key-env)",
+    )
+    _add_sfd_args(train)
     _add_key_arg(train)
 
     predict = sub.add_parser(
@@ -327,6 +376,14 @@ def add_product_commands(sub: Any) -> None:
     predict.add_argument("data", help="klines file (.csv, .parquet)")
     predict.add_argument("--out", help="write the predictions here (.csv or .parquet)")
     predict.add_argument("--tail", type=int, metavar="N", help="only the last N rows")
+    predict.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="also trust this type named by the file, e.g. my_sfd.MyModel (repeatable); the "
+        "refusal message lists the types the file needs",
+    )
     _add_key_arg(predict)
 
     status = sub.add_parser(
@@ -439,8 +496,14 @@ def command_train(args: argparse.Namespace) -> int:
     if args.best is not None and args.best < 1:
         raise UsageError(f"--best must be >= 1. Got {args.best} instead.")
     key = _key(args)
+    if args.format == "pickle" and key is None:
+        raise UsageError(
+            "--format pickle needs --key-env VAR: a pickle Sensor runs code when loaded, so it "
+            "is only written signed with a secret key."
+        )
     source, study_name = _study_source(args)
-    trainer = Trainer(source, study_name)
+    sfd = _user_sfd(args, _study_attrs(source, study_name))
+    trainer = Trainer(source, study_name, sfd=sfd, force=args.force)
     ids = args.ids or trainer.best(args.best, args.metric, args.direction)
     sensors = trainer.train(ids, refit=not args.train_split_only)
     out = Path(args.out)
@@ -448,7 +511,8 @@ def command_train(args: argparse.Namespace) -> int:
     metric = args.metric or (objective[0][0] if objective else None)
     rows = []
     for rank, sensor in enumerate(sensors, start=1):
-        path = sensor.save(out / f"sensor-{rank}-{sensor.round_id[:12]}.sensor", key=key)
+        name = f"sensor-{rank}-{sensor.round_id[:12]}.sensor"
+        path = sensor.save(out / name, key=key, format=args.format)
         rows.append(
             {
                 "rank": rank,
@@ -470,7 +534,7 @@ def command_predict(args: argparse.Namespace) -> int:
 
     if args.tail is not None and args.tail < 1:
         raise UsageError(f"--tail must be >= 1. Got {args.tail} instead.")
-    sensor = Sensor.load(args.sensor, key=_key(args))
+    sensor = Sensor.load(args.sensor, key=_key(args), trusted=args.trust)
     predictions = sensor.predict(read_klines(args.data))
     if args.tail is not None:
         predictions = predictions.tail(args.tail)

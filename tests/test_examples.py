@@ -13,7 +13,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "script", ["quickstart.py", "custom_sfd.py", "custom_strategy.py", "walk_forward.py"]
+    "script",
+    [
+        "quickstart.py",
+        "custom_sfd.py",
+        "custom_strategy.py",
+        "walk_forward.py",
+        "load_shared_sensor.py",
+    ],
 )
 def test_example_runs(script, tmp_path):
     done = subprocess.run(

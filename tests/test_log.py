@@ -9,6 +9,7 @@ from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from limen import Log
 from limen.adapters.storage import default_storage_url
+from limen.sfd.foundational_sfd import logreg_binary
 from product_experiments import copy_experiment, logreg_experiment, set_study_user_attr
 
 
@@ -19,12 +20,12 @@ def experiment(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def log(experiment):
-    return Log(experiment.directory)
+    return Log(experiment.directory, sfd=logreg_binary)
 
 
 def test_a_loop_a_directory_and_a_storage_url_give_the_same_log(experiment, log):
     from_loop = Log(experiment.loop)
-    from_url = Log(default_storage_url(experiment.directory), "logreg")
+    from_url = Log(default_storage_url(experiment.directory), "logreg", sfd=logreg_binary)
     for other in (from_loop, from_url):
         pd.testing.assert_frame_equal(other.experiment_log, log.experiment_log)
 
@@ -39,6 +40,7 @@ def test_without_the_sfd_the_log_shows_the_stored_tokens(experiment, tmp_path):
     copy = copy_experiment(experiment, tmp_path / "copy")
     set_study_user_attr(copy, "limen:sfd_module", "no_such_package.my_sfd")
     log = Log(copy)
+    assert not Log(experiment.directory).decoded
     assert not log.decoded
     assert set(log.experiment_log["scaler"]) <= {
         "sklearn.preprocessing.StandardScaler",

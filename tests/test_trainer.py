@@ -16,7 +16,7 @@ from limen.experiment import ReconstructionError, Trainer, UniversalExperimentLo
 from limen.experiment.identity import data_fingerprint
 from limen.experiment.trainer.trainer import compare_metrics
 from limen.sfd.foundational_sfd import logreg_binary, random_binary
-from limen.sfd.loader import load_sfd
+from limen.sfd.loader import SFDSourceMismatchError, load_sfd
 from product_experiments import (
     copy_experiment,
     logreg_experiment,
@@ -142,9 +142,12 @@ def test_an_edited_sfd_is_detected_by_its_source_hash(tmp_path, monkeypatch):
     assert edited != source
     sfd_file.write_text(edited, encoding="utf-8")
     monkeypatch.delitem(sys.modules, "edited_sfd")
+    edited_sfd = load_sfd(str(sfd_file))
 
+    with pytest.raises(SFDSourceMismatchError, match=r"recorded .*\(--force, or force=True\)"):
+        Trainer(directory, sfd=edited_sfd)
     with pytest.raises(ReconstructionError) as error:
-        Trainer(directory).train(list(loop.experiment_log["id"]))
+        Trainer(directory, sfd=edited_sfd, force=True).train(list(loop.experiment_log["id"]))
     assert error.value.causes[0].startswith("detected: the SFD was edited since the run")
     assert str(sfd_file) in str(error.value)
 
@@ -190,7 +193,7 @@ def test_a_study_without_rounds_has_no_best_round(tmp_path):
 
 def test_an_sfd_module_that_cannot_be_imported_is_a_clear_error(tmp_path):
     url = _limen_study(tmp_path, "no_such_package.my_sfd")
-    with pytest.raises(ImportError, match=r"'no_such_package.my_sfd'.*PYTHONPATH"):
+    with pytest.raises(ImportError, match=r"'no_such_package.my_sfd'.*PYTHONPATH.*sfd="):
         Trainer(url, "empty")
 
 

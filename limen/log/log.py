@@ -1,9 +1,10 @@
 """Log: read an experiment's study back as a researcher's table, statistics and plots.
 
 A ``Log`` is a snapshot of the study taken when it is created: build a new one to see rounds
-finished since. Parameter values are decoded to the real objects (functions, classes) when the
-SFD that ran the experiment can be imported and its parameter space is unchanged; otherwise
-they are the readable tokens the study stores, and a warning says so.
+finished since. Reading a study never imports anything: parameter values are the readable
+tokens the study stores (``sklearn.preprocessing.StandardScaler``), unless the SFD is given
+(``sfd=``, or the loop that ran it) and its parameter space is the study's, in which case they
+are decoded to the real objects.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from limen.experiment.identity import value_token
 from limen.experiment.round_warnings import convergence_report
 from limen.experiment.trainer.study_source import (
     ATTR,
-    import_sfd,
     metric_value,
     objective_of,
     rank_rounds,
@@ -85,7 +85,8 @@ class Log:
         source: A ``UniversalExperimentLoop`` after ``run()``, an experiment directory, or a
             storage URL (with ``study_name`` when it holds several studies).
         study_name: The study's name, when ``source`` is a URL or to override the directory's.
-        sfd: The SFD module, to decode parameters when it cannot be imported by name.
+        sfd: The SFD module, to decode parameters to real objects. Without it nothing is
+            imported: parameters are the tokens the study stores.
         data: The raw bars the experiment ran on, for the trading outcomes
             (``experiment_backtest_results``, ``experiment_confusion_metrics``). Default: the
             loop's data, else the SFD manifest's data source.
@@ -113,8 +114,6 @@ class Log:
             located = resolve_study_source(source, study_name)
             self.study = located.load_study()
             self.directory = located.directory
-            if sfd is None:
-                sfd = _import_quietly(self.study, located.directory)
         self.trials: tuple[FrozenTrial, ...] = tuple(self.study.get_trials(deepcopy=False))
         codec = None if sfd is None else study_codec(sfd, self.study)
         if sfd is not None and codec is None:
@@ -446,17 +445,6 @@ class _StoredValues:
 
     def decode(self, stored: dict[str, Any]) -> dict[str, Any]:
         return dict(stored)
-
-
-def _import_quietly(study: optuna.Study, directory: Path | None) -> Any:
-    name = study.user_attrs.get(ATTR + "sfd_module")
-    if not name:
-        return None
-    try:
-        return import_sfd(name, directory)
-    except ImportError as exc:
-        logger.warning("%s Parameters are shown as the tokens the study stores.", exc)
-        return None
 
 
 def _missing(value: Any) -> bool:

@@ -4,8 +4,16 @@ from limen.experiment.trainer.errors import (
     MetricMismatch,
     ReconstructionError,
     SensorIntegrityError,
+    SensorTrustError,
 )
 from limen.experiment.trainer.sensor import Sensor
 from limen.experiment.trainer.trainer import Trainer
 
-__all__ = ["MetricMismatch", "ReconstructionError", "Sensor", "SensorIntegrityError", "Trainer"]
+__all__ = [
+    "MetricMismatch",
+    "ReconstructionError",
+    "Sensor",
+    "SensorIntegrityError",
+    "SensorTrustError",
+    "Trainer",
+]

@@ -51,3 +51,18 @@ class ReconstructionError(Exception):
 
 class SensorIntegrityError(ValueError):
     """A Sensor file is not a Limen Sensor file, is damaged, or was changed after it was saved."""
+
+
+class SensorTrustError(SensorIntegrityError):
+    """A Sensor file needs types that are not trusted, or is a pickle that is not signed.
+
+    Attributes:
+        types: The types the file names that were not trusted (empty for an unsigned pickle).
+    """
+
+    def __init__(self, message: str, types: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.types = list(types or [])
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:
+        return type(self), (str(self), self.types)

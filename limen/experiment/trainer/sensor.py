@@ -5,34 +5,23 @@ fitted preparation (feature order, scaler, target parameters), the fitted model,
 real parameter values, its validated metrics and its provenance. ``predict`` applies exactly
 the preparation of training, fitting nothing, and calls the model.
 
-Trust model. A Sensor file is a pickle: loading it runs code, exactly like importing a module.
-Load only Sensor files you made or received from someone you trust, over a channel you trust.
-Functions and classes among the parameters, the steps and the model are stored by their import
-path and re-imported on load, so the packages they come from (the SFD, scikit-learn, ...) must
-be installed where the file is loaded. ``Sensor.load`` checks a SHA-256 digest of the file's
-contents before unpickling anything, so a damaged or edited file is refused; that digest
-detects accidents and casual edits, not a forger who rewrites it too. For authenticity, save
-with ``key=...`` (an HMAC-SHA256 with your secret key) and load with the same key: a file
-signed with another key, or not signed, is then refused.
-
-File layout (bytes)::
-
-    LIMEN-SENSOR 1\\n
-    sha256 <hex digest of the rest>\\n          (or: hmac-sha256 <hex>)
-    <one line of JSON: round id, metrics, provenance, readable parameter values>\\n
-    <pickle protocol 5 of the Sensor's state>
+Trust model. A Sensor file may come from anyone: loading one runs none of its code. By
+default it is a skops archive, and ``Sensor.load`` builds only trusted types (scikit-learn and
+NumPy types, Limen's own feature, target and data functions, the foundational SFDs) plus those
+the caller lists with ``trusted=[...]``; ``Sensor.untrusted_types(path)`` lists what a file
+needs, without loading it. Functions and classes are stored by their import path, so the
+packages they come from must be installed where the file is loaded. A SHA-256 digest detects
+damage; ``key=...`` signs the file with HMAC-SHA256 for authenticity. A model skops cannot
+store is saved with ``format="pickle"``, which runs code when loaded: only signed, and loaded
+only with the key. The layout is described in ``sensor_file``.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
-import json
 import logging
 import os
-import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -43,13 +32,15 @@ import pandas as pd
 from limen.experiment.identity import value_token
 from limen.experiment.manifest_core import DATETIME_COLUMN, Manifest
 from limen.experiment.trainer.errors import SensorIntegrityError
+from limen.experiment.trainer.sensor_file import (
+    SKOPS,
+    read_sensor_file,
+    untrusted_types,
+    write_sensor_file,
+)
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"LIMEN-SENSOR 1\n"
-PICKLE_PROTOCOL = 5
-DIGEST = "sha256"
-SIGNATURE = "hmac-sha256"
 WARM_UP = "warm-up"
 NULL_FEATURES = "null-features"
 VERSIONED_PACKAGES = ("limen", "optuna", "scikit-learn", "numpy", "pandas")
@@ -168,45 +159,75 @@ class Sensor:
 
     # ------------------------------------------------------------------------- save / load
 
-    def save(self, path: str | os.PathLike[str], *, key: bytes | str | None = None) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        key: bytes | str | None = None,
+        format: str = SKOPS,
+    ) -> Path:
         """Write the Sensor to one file (atomically) and return its path.
 
         Args:
             path: The file to write.
             key: Optional secret: the file is then signed with HMAC-SHA256 and only loads
                 with the same key.
+            format: ``"skops"`` (default): loading runs no code. ``"pickle"``: for models
+                skops cannot store; loading it runs code, so it needs ``key``.
+
+        Raises:
+            ValueError: an unknown ``format``, or ``"pickle"`` without ``key``.
+            TypeError: skops cannot store the model: use ``format="pickle"`` with a key.
         """
-        path = Path(path)
-        payload = pickle.dumps(self._state(), protocol=PICKLE_PROTOCOL)
-        info = json.dumps(self._info(), sort_keys=True, default=str).encode("utf-8")
-        body = info + b"\n" + payload
-        kind, digest = _digest(body, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as handle:
-            handle.write(MAGIC + f"{kind} {digest}\n".encode("ascii") + body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_sensor_file(Path(path), self._state(), self._info(), key=key, format=format)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, key: bytes | str | None = None) -> Sensor:
-        """Re-create a Sensor saved with ``save``, after checking the file's integrity.
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        key: bytes | str | None = None,
+        trusted: Iterable[str | type] | None = None,
+    ) -> Sensor:
+        """Re-create a Sensor saved with ``save``, running none of the file's code.
 
-        Read the module's trust model first: loading runs code from the file.
+        The digest (or, with ``key``, the signature) is checked first; then every type the
+        file names must be trusted by default or listed in ``trusted``; only then is anything
+        built. A pickle file loads only with its key.
+
+        Args:
+            path: The Sensor file.
+            key: The secret the file was signed with, if it was.
+            trusted: More types to accept, by import path (``"my_sfd.MyModel"``) or as the
+                type itself; ``Sensor.untrusted_types(path)`` lists those the file needs.
 
         Raises:
             SensorIntegrityError: not a Sensor file, damaged, changed since it was saved, or
                 its signature does not match ``key``.
+            SensorTrustError: it names types that are not trusted, or it is an unsigned pickle.
         """
         path = Path(path)
-        raw = path.read_bytes()
-        body = _verified_body(path, raw, key)
-        _, payload = body.split(b"\n", 1)
-        sensor = cls(**pickle.loads(payload))
+        state = read_sensor_file(path, key=key, trusted=trusted)
+        try:
+            sensor = cls(**state)
+        except TypeError as exc:
+            raise SensorIntegrityError(
+                f"{path} holds no usable Sensor ({exc}). The file is refused; re-create it "
+                "with Trainer.train or `limen train`."
+            ) from None
         _warn_on_version_drift(path, sensor.provenance.get("versions", {}))
         return sensor
+
+    @staticmethod
+    def untrusted_types(
+        path: str | os.PathLike[str], *, key: bytes | str | None = None
+    ) -> list[str]:
+        """The types a Sensor file names that are not trusted by default; nothing is loaded.
+
+        Review them (they must come from packages you have installed and trust, such as your
+        own SFD), then pass them to ``Sensor.load(path, trusted=[...])``.
+        """
+        return untrusted_types(Path(path), key=key)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -255,57 +276,6 @@ def _reasons(complete: np.ndarray) -> list[str | None]:
         None if ok else (WARM_UP if position < first else NULL_FEATURES)
         for position, ok in enumerate(complete)
     ]
-
-
-def _digest(body: bytes, key: bytes | str | None) -> tuple[str, str]:
-    if key is None:
-        return DIGEST, hashlib.sha256(body).hexdigest()
-    return SIGNATURE, hmac.new(_key_bytes(key), body, hashlib.sha256).hexdigest()
-
-
-def _key_bytes(key: bytes | str) -> bytes:
-    if isinstance(key, str):
-        key = key.encode("utf-8")
-    if not isinstance(key, bytes) or not key:
-        raise TypeError(f"The 'key' of a Sensor file must be non-empty bytes or str. Got {key!r}.")
-    return key
-
-
-def _verified_body(path: Path, raw: bytes, key: bytes | str | None) -> bytes:
-    """The file's contents after the digest line, once the digest (or signature) matches."""
-    if not raw.startswith(MAGIC):
-        raise SensorIntegrityError(
-            f"{path} is not a Limen Sensor file (it does not start with {MAGIC.strip()!r}). "
-            "Create Sensor files with Sensor.save or `limen train`."
-        )
-    try:
-        header, body = raw[len(MAGIC) :].split(b"\n", 1)
-        kind, recorded = header.decode("ascii").split(" ", 1)
-    except ValueError:
-        raise SensorIntegrityError(
-            f"{path} is damaged: its digest line is unreadable. The file is refused; "
-            "re-create it with Trainer.train or `limen train`."
-        ) from None
-    if kind not in (DIGEST, SIGNATURE):
-        raise SensorIntegrityError(f"{path} names an unknown digest {kind!r}; it is refused.")
-    if kind == SIGNATURE and key is None:
-        raise SensorIntegrityError(
-            f"{path} is signed (HMAC-SHA256): pass the key it was saved with, key=..."
-        )
-    if kind == DIGEST and key is not None:
-        raise SensorIntegrityError(
-            f"{path} is not signed, but a key was given: it is refused, because anyone could "
-            "have written it. Save it again with key=... from a Sensor you trust."
-        )
-    _, expected = _digest(body, key)
-    if not hmac.compare_digest(expected, recorded.strip()):
-        what = "signature does not match the key" if key is not None else "SHA-256 does not match"
-        raise SensorIntegrityError(
-            f"{path} was changed after it was saved (its {what} the one recorded in the file). "
-            "The file is refused; re-create it with Trainer.train or `limen train`, and load "
-            "only Sensor files you trust."
-        )
-    return body
 
 
 def _warn_on_version_drift(path: Path, saved: Mapping[str, Any]) -> None:

@@ -7,7 +7,6 @@ of truth; the directory only says where it is.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
@@ -15,7 +14,6 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import optuna
@@ -33,7 +31,6 @@ from limen.adapters.storage import (
 )
 from limen.experiment.identity import space_hash
 from limen.experiment.records import METADATA_JSON
-from limen.sfd.loader import check_sfd, load_sfd
 
 logger = logging.getLogger(__name__)
 
@@ -168,32 +165,6 @@ def _only_study(url: str) -> str:
             "one to use as study_name=..."
         )
     return names[0]
-
-
-def import_sfd(module_name: str, directory: Path | None = None) -> ModuleType:
-    """Import the SFD a study was run with, by the module name the study recorded.
-
-    An SFD run from a ``.py`` file is recorded under the file's stem: it is found when its
-    folder is on ``sys.path`` or when the file sits in the experiment ``directory``.
-
-    Raises:
-        ImportError: the module cannot be imported; the message names the ways to fix it.
-    """
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        candidate = None if directory is None else directory / f"{module_name}.py"
-        if candidate is not None and candidate.is_file():
-            return load_sfd(str(candidate))
-        raise ImportError(
-            f"The SFD module {module_name!r} that ran this experiment cannot be imported "
-            f"({exc}). Install the package that provides it, add its folder to PYTHONPATH, "
-            f"copy {module_name}.py into the experiment directory, or pass the module itself "
-            "with sfd=...",
-            name=module_name,
-        ) from exc
-    check_sfd(module, module_name)
-    return module
 
 
 def study_codec(sfd: Any, study: optuna.Study) -> DomainCodec | None:

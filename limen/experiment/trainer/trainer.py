@@ -39,11 +39,11 @@ from limen.experiment.trainer.sensor import Sensor, library_versions
 from limen.experiment.trainer.study_source import (
     ATTR,
     StudySource,
-    import_sfd,
     rank_rounds,
     resolve_metric,
     resolve_study_source,
 )
+from limen.sfd.loader import check_source, recorded_sfd
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,14 @@ class Trainer:
         study_name: The study, when the storage holds several (default: the directory's).
         data: The raw data the experiment ran on. Default: the manifest's data source (its
             test data source when the experiment ran with ``test_mode=True``).
-        sfd: The SFD module itself. Default: imported by the module name the study recorded.
+        sfd: The SFD module itself (the code you trust to rebuild the rounds). Default: the
+            module the study recorded, only when that is a plain module name importable from
+            this environment (never a file path from the database).
         context_params: The ``context_params`` the experiment ran with. Default: the values
             the study recorded, which are exact for numbers, strings, bools and None; pass
             them when they hold functions, classes or objects.
+        force: Use the SFD even when its source differs from the one the study recorded
+            (``SFDSourceMismatchError`` otherwise).
 
     Example:
         >>> trainer = Trainer("limen-runs/demo")
@@ -82,6 +86,7 @@ class Trainer:
         *,
         sfd: ModuleType | Any | None = None,
         context_params: Mapping[str, Any] | None = None,
+        force: bool = False,
     ) -> None:
         if data is not None and not isinstance(data, pd.DataFrame):
             raise TypeError(
@@ -98,7 +103,9 @@ class Trainer:
                     f"Study {self.study.study_name!r} was not created by Limen (it has no "
                     "limen:sfd_module attribute): pass the SFD with sfd=..."
                 )
-            sfd = import_sfd(self.sfd_module, self.source.directory)
+            sfd = recorded_sfd(attrs, force=force)
+        else:
+            check_source(sfd, attrs, force=force)
         self.sfd = sfd
         self.manifest = _manifest_of(sfd)
         self.codec = DomainCodec(sfd.params())
