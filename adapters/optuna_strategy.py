@@ -95,6 +95,7 @@ class OptunaStrategy(SearchStrategy):
         self.sampler = sampler or build_sampler(name, self.kwargs)
         self._wrapper = _DomainSampler(self.sampler, self, seed)
         self._history: list[tuple[dict[str, Any], str, list[float] | None]] = []
+        self._told: set[str] = set()
         self._pending: dict[str, list[int]] = {}
         self._study: optuna.Study | None = None
         self._study_attrs: dict[str, Any] = {}
@@ -128,10 +129,23 @@ class OptunaStrategy(SearchStrategy):
         return combo
 
     def tell(self, combo: Mapping[str, Any], state: str, values: list[float] | None) -> None:
-        """Complete the private trial(s) that proposed ``combo``, or add the round as a trial."""
+        """Complete the private trial(s) that proposed ``combo``, or add the round as a trial.
+
+        A round the sampler already holds (the pipeline answering a duplicate proposal) is not
+        observed twice: the proposal ends as FAIL, which samplers ignore. So the private study
+        holds each finished round once, in the order it finished, and a resume that replays
+        the rounds rebuilds it exactly.
+        """
         combo = dict(combo)
+        rid = round_id(combo)
+        numbers = self._pending.pop(rid, [])
+        if rid in self._told:
+            if self._study is not None:
+                for number in numbers:
+                    self._study.tell(number, state=TrialState.FAIL)
+            return
+        self._told.add(rid)
         self._history.append((combo, state, values))
-        numbers = self._pending.pop(round_id(combo), [])
         if self._study is None:
             return
         if numbers:
@@ -156,11 +170,20 @@ class OptunaStrategy(SearchStrategy):
     def get_state(self) -> dict[str, Any]:
         """The sampler's random generators and its private study's system attrs (QMC's index)."""
         study_attrs = self._private_attrs()
-        return {"rngs": _rng_states(self.sampler), "study_attrs": _jsonable_attrs(study_attrs)}
+        version, internal, gauss = self._wrapper.rng.getstate()
+        return {
+            "rngs": _rng_states(self.sampler),
+            "projection_rng": [version, list(internal), gauss],
+            "study_attrs": _jsonable_attrs(study_attrs),
+        }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Continue the sampler's random generators from a ``get_state`` result."""
         _restore_rngs(self.sampler, state.get("rngs", {}))
+        saved = state.get("projection_rng")
+        if saved is not None:
+            version, internal, gauss = saved
+            self._wrapper.rng.setstate((version, tuple(internal), gauss))
         self._study_attrs = dict(state.get("study_attrs", {}))
         self._study = None
 

@@ -163,6 +163,7 @@ class StudySearch:
             },
             "msq": self.msq.get_state(),
             "strategy": self.strategy.get_state(),
+            "fallback": self.msq.fallback.get_state(),
         }
 
     def save(self) -> None:
@@ -186,6 +187,7 @@ class StudySearch:
             self.domain.set_state(decode_entries(state["domain"], known))
             lost = self.msq.set_state(state["msq"]) if "msq" in state else []
             self.strategy.set_state(state.get("strategy", {}))
+            self.msq.fallback.set_state(state.get("fallback", {}))
         finally:
             self.domain.add_observer(self)
         self._history = list(state.get("domain_history", []))

@@ -8,9 +8,9 @@ Why it exists: ``RDBStorage`` goes through the SQLAlchemy ORM, one session per c
 tens of milliseconds per finished trial on ORM bookkeeping rather than on the database.
 ``LimenStorage`` replaces the write paths with SQLAlchemy Core statements: a whole round (trial
 row, number, parameters, attributes) is one transaction in ``create_running_trial`` (or in
-``claim_running_trial``, which also takes the round's position from a study-wide counter) and its
-outcome (attributes, values, state) another in ``finish_trial``; the per-call methods that
-Optuna's ``Trial`` and ``Study`` use (``create_new_trial``, ``set_trial_param``,
+``claim_new_round``, which first reads, under the study lock, the round ids other processes
+added) and its outcome (attributes, values, state) another in ``finish_trial``; the per-call
+methods that Optuna's ``Trial`` and ``Study`` use (``create_new_trial``, ``set_trial_param``,
 ``set_trial_user_attr`` ...) are Core statements too, with Optuna's semantics. Of the reads, only
 the two on every round's path are Core queries (``get_trial``, and ``_get_trials`` behind
 ``get_all_trials`` and Optuna's cached study view); the others are Optuna's.
@@ -124,9 +124,8 @@ _TRIAL_CHILDREN: dict[str, tuple[Table, tuple[str, ...]]] = {
     "intermediate_values": (_TRIAL_INTERMEDIATE, ("step",)),
 }
 
-# What ``LimenStorage.claim_running_trial`` asks for a position: internal parameter values,
-# their distributions and the trial's user attrs.
-# params (internal representation), distributions, user attrs, and optionally system attrs.
+# A new round: its parameters (internal representation), their distributions, the trial's user
+# attrs, and optionally its system attrs.
 RoundSpec = (
     tuple[Mapping[str, float], Mapping[str, BaseDistribution], Mapping[str, Any]]
     | tuple[
@@ -352,44 +351,6 @@ class LimenStorage(RDBStorage):
             return first
 
         return self._transaction(work)
-
-    def claim_running_trial(
-        self,
-        study_id: int,
-        key: str,
-        build: Callable[[int], RoundSpec | None],
-    ) -> tuple[int, int, int] | None:
-        """Take the next position of the counter ``key`` and create its RUNNING trial, atomically.
-
-        ``build(position)`` returns ``(params, distributions, user_attrs[, system_attrs])`` for
-        the round at that position (parameters in internal representation, as for
-        ``create_running_trial``), or None when there is no such round: then nothing is written
-        and None is returned. The position and the trial commit together, so a crash can neither
-        lose a position nor leave a trial without one. ``build`` runs inside the transaction,
-        holding the study lock: it must be quick and have no side effects (a retried
-        transaction calls it again).
-
-        Returns ``(position, trial_id, number)``.
-        """
-        attr = _sequence_attr(key)
-
-        def work(conn: Connection) -> tuple[int, int, int, _NewTrial] | None:
-            _lock_study(conn, self._sql, study_id)
-            position, stored = self._read_sequence(conn, study_id, attr)
-            spec = build(position)
-            if spec is None:
-                return None
-            new = _running_trial(*spec)
-            trial_id, number = self._insert_locked(conn, study_id, new)
-            self._write_sequence(conn, study_id, attr, position + 1, stored)
-            return position, trial_id, number, new
-
-        claimed = self._transaction(work)
-        if claimed is None:
-            return None
-        position, trial_id, number, new = claimed
-        self._remember_distributions(study_id, new.params)
-        return position, trial_id, number
 
     def claim_new_round(
         self,

@@ -28,8 +28,17 @@ WORKER = """
 import random, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
+import importlib.util
 import toy_sfd
 from limen.experiment import ResumeError, UniversalExperimentLoop
+
+def walk():
+    spec = importlib.util.spec_from_file_location("custom_strategy", {walk_path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CoordinateWalk
+
+STRATEGY = walk() if {strategy!r} == "walk" else {strategy!r}
 
 MARK = Path({directory!r}).parent / "in_round"
 
@@ -41,7 +50,7 @@ def model(data, round_params):
 
 loop = UniversalExperimentLoop(
     sfd=toy_sfd, data=toy_sfd.toy_data(), experiment_dir={directory!r},
-    storage={storage!r}, objective="score",
+    storage={storage!r}, objective="score", search_strategy=STRATEGY,
 )
 try:
     loop.run({name!r}, n_permutations={target}, model=model, resume=True, progress_bar=False)
@@ -65,7 +74,9 @@ def rows_written(directory: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
-def kill_and_resume(directory: Path, storage: str | None, name: str, kills: int, seed: int):
+def kill_and_resume(
+    directory: Path, storage: str | None, name: str, kills: int, seed: int, strategy=None
+):
     """Kill a worker ``kills`` times, then let one finish.
 
     The first kill falls at a random instant of start-up (possibly while the study is being
@@ -75,7 +86,13 @@ def kill_and_resume(directory: Path, storage: str | None, name: str, kills: int,
     """
     mark = directory.parent / "in_round"
     script = WORKER.format(
-        tests=str(TESTS), directory=str(directory), storage=storage, name=name, target=TARGET
+        tests=str(TESTS),
+        directory=str(directory),
+        storage=storage,
+        name=name,
+        target=TARGET,
+        strategy=strategy,
+        walk_path=str(TESTS.parent / "examples" / "custom_strategy.py"),
     )
     rng = random.Random(seed)
     for attempt in range(kills):
@@ -135,3 +152,18 @@ def test_sigkill_at_random_moments_then_resume_on_postgres(tmp_path, postgres_ur
     name = f"crash_{tmp_path.name}"
     kill_and_resume(directory, postgres_url, name, kills=4, seed=2)
     check_study(optuna.load_study(study_name=name, storage=postgres_url), directory)
+
+
+STRATEGIES = ["random", "tpe", "cmaes", "qmc", "nsga2", "nsga3", "bruteforce", "gp", "walk"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_sigkill_then_resume_with_each_strategy(tmp_path, strategy):
+    directory = tmp_path / "exp"
+    kill_and_resume(directory, None, "crash", kills=3, seed=3, strategy=strategy)
+    study = optuna.load_study(study_name="crash", storage=f"sqlite:///{directory / 'study.db'}")
+    check_study(study, directory)
+    assert len(study.trials) == TARGET + len(
+        [t for t in study.trials if "limen:attempt" in t.user_attrs]
+    )

@@ -208,15 +208,16 @@ def nan_for_mode_c(data, round_params):
 
 def make_loop(tmp_path, **kwargs) -> UniversalExperimentLoop:
     kwargs.setdefault("search_strategy", "random")
+    kwargs.setdefault("feedback_interval", 10)
+    kwargs.setdefault(
+        "pruning_strategies",
+        [{"name": "sanity", "metric": "score", "nan_threshold": 0.9, "min_observations": 2}],
+    )
     return UniversalExperimentLoop(
         sfd=strategy_sfd,
         data=strategy_sfd.data(),
         experiment_dir=tmp_path / "exp",
         objective="score",
-        feedback_interval=10,
-        pruning_strategies=[
-            {"name": "sanity", "metric": "score", "nan_threshold": 0.9, "min_observations": 2}
-        ],
         **kwargs,
     )
 
@@ -277,3 +278,31 @@ def test_a_reducer_removes_a_failing_value_for_the_rest_of_the_run_and_across_re
         if line["event"] == "feedback"
     ]
     assert [line["trigger_number"] for line in lines] == [0, 1, 2]
+
+
+class Listening(InOrder):
+    """Counts the feedback triggers it hears about, with what they applied."""
+
+    def __init__(self, domain, *, seed=None) -> None:
+        super().__init__(domain, seed=seed)
+        self.heard: list[tuple[int, list[dict]]] = []
+
+    def update_from_feedback(self, log, interventions) -> None:
+        self.heard.append((len(log), interventions))
+
+
+def test_the_strategy_hears_every_feedback_trigger_once_with_what_it_applied(tmp_path):
+    clear = {"op": "clear_filter", "key": "absent"}
+    loop = make_loop(
+        tmp_path,
+        search_strategy=Listening,
+        feedback_interval=5,
+        pruning_strategies=[Emits([clear])],
+    )
+    loop.run("fb", n_permutations=20, seed=1, progress_bar=False)
+
+    heard = loop.msq.strategy.heard
+    assert [n for n, _ in heard] == [5, 10, 15, 20]
+    assert all(
+        [(i["op"], i["source"]) for i in items] == [("clear_filter", "Emits")] for _, items in heard
+    )

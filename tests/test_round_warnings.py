@@ -92,11 +92,8 @@ def test_the_convergence_report_names_the_value_that_does_not_converge(logreg_ru
 class Idle(SearchStrategy):
     """A strategy that proposes nothing: the reducer only reads the domain through the MSQ."""
 
-    def ask(self, admissible, max_attempts):
-        return None
-
-    def tell(self, proposal, state, values):
-        return None
+    def __next__(self):
+        raise StopIteration
 
 
 def test_a_sanity_reducer_with_a_warning_threshold_suggests_against_it(logreg_run):

@@ -343,48 +343,79 @@ def test_claim_sequence_validates_its_arguments(storage: LimenStorage, study_id:
         storage.claim_sequence(study_id + 1000, "grid")
 
 
-def _grid_round(position: int) -> Any:
-    """The round at ``position`` of a 3-point grid over ``depth``, or None past its end."""
-    if position >= 3:
-        return None
-    depth = {"depth": DISTRIBUTIONS["depth"]}
-    return {"depth": float(position + 1)}, depth, {"position": position}
+def _round(depth: float, rid: str) -> Any:
+    return {"depth": depth}, {"depth": DISTRIBUTIONS["depth"]}, {"rid": rid}
 
 
-def test_claim_running_trial_creates_the_round_at_the_next_position(
+def test_claim_new_round_creates_the_round_and_reports_the_trials_added_since(
     storage: LimenStorage, study_id: int
 ) -> None:
-    storage.claim_sequence(study_id, "grid")
-    position, trial_id, number = storage.claim_running_trial(study_id, "grid", _grid_round)
+    created, rows = storage.claim_new_round(
+        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+    )
+    assert rows == []
+    trial_id, number = created
     trial = storage.get_trial(trial_id)
-    assert (position, number) == (1, 0)
-    assert trial.state == TrialState.RUNNING
-    assert trial.params == {"depth": 2}
-    assert trial.user_attrs == {"position": 1}
-    assert storage.get_sequence(study_id, "grid") == 2
+    assert number == 0 and trial.state == TrialState.RUNNING
+    assert trial.params == {"depth": 2} and trial.user_attrs == {"rid": "a"}
+
+    created, rows = storage.claim_new_round(
+        study_id, _round(3.0, "b"), id_key="rid", round_id="b", after_trial_id=-1
+    )
+    assert rows == [(trial_id, "a")] and created[1] == 1
 
 
-def test_claim_running_trial_past_the_end_writes_nothing(
+def test_claim_new_round_writes_nothing_for_a_round_another_worker_holds(
     storage: LimenStorage, study_id: int
 ) -> None:
-    claimed = [storage.claim_running_trial(study_id, "grid", _grid_round) for _ in range(4)]
-    assert [c[0] for c in claimed[:3]] == [0, 1, 2]
-    assert claimed[3] is None
-    assert storage.get_sequence(study_id, "grid") == 3
-    assert storage.get_n_trials(study_id) == 3
-
-
-def test_claim_running_trial_keeps_the_position_when_the_round_is_refused(
-    storage: LimenStorage, study_id: int
-) -> None:
-    def conflicting(position: int) -> Any:
-        return {"depth": 0.0}, {"depth": FloatDistribution(0, 1)}, {}
-
-    storage.claim_running_trial(study_id, "grid", _grid_round)
-    with pytest.raises(ValueError, match="different distribution kind"):
-        storage.claim_running_trial(study_id, "grid", conflicting)
-    assert storage.get_sequence(study_id, "grid") == 1
+    storage.claim_new_round(
+        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+    )
+    created, rows = storage.claim_new_round(
+        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+    )
+    assert created is None and [rid for _, rid in rows] == ["a"]
     assert storage.get_n_trials(study_id) == 1
+
+
+def test_a_waiting_trial_starts_once_and_never_beside_its_round(
+    storage: LimenStorage, study_id: int
+) -> None:
+    done, _ = storage.claim_new_round(
+        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+    )
+    storage.finish_trial(done[0], TrialState.COMPLETE, [1.0], {})
+    waiting = [
+        storage.create_new_trial(study_id, template_trial=_waiting(depth)) for depth in (2, 3)
+    ]
+    params = [("depth", 2.0, DISTRIBUTIONS["depth"])]
+
+    def start(trial_id: int, rid: str) -> tuple[bool, int | None]:
+        return storage.start_waiting_round(
+            study_id,
+            trial_id,
+            params=params,
+            user_attrs={"rid": rid},
+            system_attrs={},
+            id_key="rid",
+            exclude_key="attempt",
+        )
+
+    assert start(waiting[0], "a") == (False, 0)
+    assert start(waiting[1], "c") == (True, None)
+    assert start(waiting[1], "c") == (False, None)
+    assert storage.end_waiting_trial(waiting[0], {"attempt": "refused"})
+    assert not storage.end_waiting_trial(waiting[1], {"attempt": "refused"})
+    assert storage.get_trial(waiting[0]).state == TrialState.FAIL
+    assert storage.get_trial(waiting[1]).state == TrialState.RUNNING
+
+
+def _waiting(depth: int) -> Any:
+    return optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params={"depth": depth},
+        distributions={"depth": DISTRIBUTIONS["depth"]},
+    )
 
 
 # --- Optuna's per-call writes -------------------------------------------------------------------

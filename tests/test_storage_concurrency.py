@@ -8,7 +8,6 @@ exactly once, with no gap, and that every row of every round is present.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import multiprocessing
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ DISTRIBUTIONS = {
     "kind": CategoricalDistribution(("a", "b", "c")),
 }
 N_METRICS = 10
+CLAIMED_IDS = 40
 
 
 def _params(position: int) -> dict[str, Any]:
@@ -52,23 +52,57 @@ def _round_at(position: int, worker: int) -> Any:
 
 
 def _limen_worker(url: str, study_name: str, worker: int, barrier: Any) -> None:
-    """Claim a grid position, create its trial and finish it, ROUNDS_PER_WORKER times.
+    """Claim a position, create its trial and finish it, ROUNDS_PER_WORKER times.
 
-    Rounds alternate between the two claiming paths of the loop: ``claim_sequence`` then
-    ``create_running_trial``, and ``claim_running_trial`` (both in one transaction).
+    Rounds alternate between ``create_running_trial`` and ``claim_new_round`` (the round
+    pipeline's claim, which reads the ids other workers added under the same lock).
     """
     storage = LimenStorage(url)
     study_id = storage.get_study_id_from_name(study_name)
     barrier.wait()
+    seen = -1
     for i in range(ROUNDS_PER_WORKER):
+        position = storage.claim_sequence(study_id, "grid")
         if i % 2:
-            position = storage.claim_sequence(study_id, "grid")
             trial_id, _ = storage.create_running_trial(study_id, *_round_at(position, worker))
         else:
-            build = functools.partial(_round_at, worker=worker)
-            position, trial_id, _ = storage.claim_running_trial(study_id, "grid", build)
+            created, rows = storage.claim_new_round(
+                study_id,
+                _round_at(position, worker),
+                id_key="position",
+                round_id=f"unique-{position}",
+                after_trial_id=seen,
+            )
+            seen = max([seen, *(tid for tid, _ in rows)])
+            trial_id, _ = created
         metrics = {f"metric{i}": position + i for i in range(N_METRICS)}
         storage.finish_trial(trial_id, TrialState.COMPLETE, [float(position)], metrics)
+    storage.engine.dispose()
+
+
+def _claiming_worker(url: str, study_name: str, worker: int, barrier: Any) -> None:
+    """Try to claim every round id of a shared list, in a worker-specific order."""
+    storage = LimenStorage(url)
+    study_id = storage.get_study_id_from_name(study_name)
+    ids = [f"round-{k}" for k in range(CLAIMED_IDS)]
+    order = ids[worker::2] + ids[(worker + 1) % 2 :: 2]
+    known: set[str] = set()
+    seen = -1
+    barrier.wait()
+    for rid in order:
+        if rid in known:
+            continue
+        spec = (_round_at(0, worker)[0], DISTRIBUTIONS, {"rid": rid, "worker": worker})
+        created, rows = storage.claim_new_round(
+            study_id, spec, id_key="rid", round_id=rid, after_trial_id=seen
+        )
+        for trial_id, other in rows:
+            seen = max(seen, trial_id)
+            known.add(other)
+        if created is not None:
+            known.add(rid)
+            seen = max(seen, created[0])
+            storage.finish_trial(created[0], TrialState.COMPLETE, [0.0], {})
     storage.engine.dispose()
 
 
@@ -179,3 +213,18 @@ def test_limen_and_plain_optuna_workers_share_one_study(
     assert all(t.state == TrialState.COMPLETE for t in trials)
     positions = [t.user_attrs["position"] for t in trials if "position" in t.user_attrs]
     assert sorted(positions) == list(range(2 * ROUNDS_PER_WORKER))
+
+
+def test_each_round_id_is_claimed_by_exactly_one_worker(
+    pool: tuple[Pool, Any], shared_url: str, unique_study_name: str
+) -> None:
+    storage = LimenStorage(shared_url)
+    storage.create_new_study([StudyDirection.MINIMIZE], unique_study_name)
+    storage.engine.dispose()
+
+    _run(pool, shared_url, unique_study_name, [_claiming_worker] * N_WORKERS)
+
+    trials = _trials(shared_url, unique_study_name)
+    claimed = sorted(t.user_attrs["rid"] for t in trials)
+    assert claimed == sorted(f"round-{k}" for k in range(CLAIMED_IDS))
+    assert len({t.user_attrs["worker"] for t in trials}) > 1

@@ -104,7 +104,7 @@ def test_post_processing_gives_one_row_per_round(five_rounds):
 
 def test_log_from_the_directory_gives_the_same_outcomes(five_rounds):
     loop, directory = five_rounds
-    log = Log(directory)
+    log = Log(directory, sfd=logreg_binary)
     pd.testing.assert_frame_equal(
         log.experiment_backtest_results(), loop.experiment_backtest_results
     )
@@ -117,7 +117,7 @@ def test_log_from_the_directory_gives_the_same_outcomes(five_rounds):
 
 def test_a_rounds_predictions_line_up_with_its_test_bars(five_rounds):
     _, directory = five_rounds
-    frame = Log(directory).permutation_prediction_performance(0)
+    frame = Log(directory, sfd=logreg_binary).permutation_prediction_performance(0)
     assert list(frame.columns) == [
         "datetime",
         "open",

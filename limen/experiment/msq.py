@@ -231,9 +231,10 @@ class MSQ:
        dropped from the queue with its reason (``on_refused``);
     3. otherwise the strategy's next proposal, checked the same way. A refused proposal is
        asked again (``FilterExhaustedError`` after ``max_filter_retries`` refusals in a row).
-       A duplicate never becomes a round: a model-based strategy is told the earlier outcome,
-       and after ``max_duplicates`` duplicates in a row one round comes from ``fallback`` (the
-       lazy grid over the remaining space) instead. The run ends when both are exhausted.
+       A duplicate never becomes a round: a model-based strategy is told the earlier outcome.
+       After ``max_duplicates`` duplicates or refusals in a row, one round comes from
+       ``fallback`` (the lazy grid over the remaining space) instead. The run ends when both
+       are exhausted.
 
     Args:
         strategy: proposes combinations; its domain must be ``domain``.
@@ -242,7 +243,8 @@ class MSQ:
         max_filter_retries: consecutive refused proposals before ``FilterExhaustedError``.
         queue: the round store (the study's, or in memory by default).
         fallback: where novel combinations come from when the strategy repeats itself.
-        max_duplicates: duplicate proposals in a row before one round comes from ``fallback``.
+        max_duplicates: duplicate or refused proposals in a row before one round comes from
+            ``fallback``.
     """
 
     def __init__(
@@ -348,7 +350,7 @@ class MSQ:
         return None
 
     def _from_strategy(self) -> Proposal | None:
-        source, refused, duplicates = self.strategy, 0, 0
+        source, refused, misses = self.strategy, 0, 0
         while True:
             try:
                 combo = dict(next(source))
@@ -364,28 +366,32 @@ class MSQ:
                         f"Filters or the domain refused {refused} consecutive proposals. "
                         "Relax or clear the MSQ filters, or widen the domain."
                     )
+            else:
+                refused = 0
+                rid = round_id(combo)
+                if not self.queue.is_known(rid):
+                    proposal = self.queue.claim(combo, rid)
+                    if proposal is not None:
+                        return proposal
+                if source is self.fallback:
+                    continue
+                outcome = self.queue.outcome(rid)
+                if outcome is not None and source.model_based:
+                    # A model-based strategy learns that this point is known, and what it gave.
+                    source.tell(combo, *outcome)
+            if source is self.fallback or source.exhaustive:
                 continue
-            refused = 0
-            rid = round_id(combo)
-            if not self.queue.is_known(rid):
-                proposal = self.queue.claim(combo, rid)
-                if proposal is not None:
-                    return proposal
-            if source is self.fallback:
-                continue
-            outcome = self.queue.outcome(rid)
-            if outcome is not None and source.model_based:
-                # A model-based strategy learns that this point is known, and what it gave.
-                source.tell(combo, *outcome)
-            duplicates += 1
-            if source.exhaustive or duplicates < self.max_duplicates:
+            misses += 1
+            if misses < self.max_duplicates:
                 continue
             if self.fallback is None:
-                raise FilterExhaustedError(
-                    f"The strategy proposed {duplicates} rounds in a row that already ran. "
-                    "Widen the domain, or give the MSQ a fallback."
-                )
-            source, duplicates = self.fallback, 0
+                if refused == 0:
+                    raise FilterExhaustedError(
+                        f"The strategy proposed {misses} rounds in a row that already ran or "
+                        "may not run. Widen the domain, or give the MSQ a fallback."
+                    )
+                continue
+            source, misses = self.fallback, 0
 
     # ------------------------------------------------------------ interventions
 
