@@ -343,7 +343,7 @@ def test_claim_sequence_validates_its_arguments(storage: LimenStorage, study_id:
         storage.claim_sequence(study_id + 1000, "grid")
 
 
-def _round(depth: float, rid: str) -> Any:
+def _new_round(depth: float, rid: str) -> Any:
     return {"depth": depth}, {"depth": DISTRIBUTIONS["depth"]}, {"rid": rid}
 
 
@@ -351,7 +351,7 @@ def test_claim_new_round_creates_the_round_and_reports_the_trials_added_since(
     storage: LimenStorage, study_id: int
 ) -> None:
     created, rows = storage.claim_new_round(
-        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+        study_id, _new_round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
     )
     assert rows == []
     trial_id, number = created
@@ -360,7 +360,7 @@ def test_claim_new_round_creates_the_round_and_reports_the_trials_added_since(
     assert trial.params == {"depth": 2} and trial.user_attrs == {"rid": "a"}
 
     created, rows = storage.claim_new_round(
-        study_id, _round(3.0, "b"), id_key="rid", round_id="b", after_trial_id=-1
+        study_id, _new_round(3.0, "b"), id_key="rid", round_id="b", after_trial_id=-1
     )
     assert rows == [(trial_id, "a")] and created[1] == 1
 
@@ -369,10 +369,10 @@ def test_claim_new_round_writes_nothing_for_a_round_another_worker_holds(
     storage: LimenStorage, study_id: int
 ) -> None:
     storage.claim_new_round(
-        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+        study_id, _new_round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
     )
     created, rows = storage.claim_new_round(
-        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+        study_id, _new_round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
     )
     assert created is None and [rid for _, rid in rows] == ["a"]
     assert storage.get_n_trials(study_id) == 1
@@ -382,7 +382,7 @@ def test_a_waiting_trial_starts_once_and_never_beside_its_round(
     storage: LimenStorage, study_id: int
 ) -> None:
     done, _ = storage.claim_new_round(
-        study_id, _round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
+        study_id, _new_round(2.0, "a"), id_key="rid", round_id="a", after_trial_id=-1
     )
     storage.finish_trial(done[0], TrialState.COMPLETE, [1.0], {})
     waiting = [
