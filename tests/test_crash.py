@@ -118,7 +118,7 @@ def kill_and_resume(
     assert final.returncode == 0, err
 
 
-def check_study(study: optuna.Study, directory: Path) -> None:
+def check_study(study: optuna.Study, directory: Path, min_attempts: int = 2) -> None:
     trials = study.get_trials()
     finished = [t for t in trials if is_finished_round(t)]
     assert len(finished) == TARGET
@@ -126,7 +126,7 @@ def check_study(study: optuna.Study, directory: Path) -> None:
     assert len(set(ids)) == TARGET, "a finished round ran twice"
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     attempts = [t for t in trials if "limen:attempt" in t.user_attrs]
-    assert len(attempts) >= 2, "no kill fell inside a round"
+    assert len(attempts) >= min_attempts, "no kill fell inside a round"
     for attempt in attempts:
         assert attempt.user_attrs["limen:attempt"] in ("lease expired", "interrupted")
         retries = [t for t in trials if t.system_attrs.get("limen:retry_of") == attempt.number]
@@ -163,7 +163,8 @@ def test_sigkill_then_resume_with_each_strategy(tmp_path, strategy):
     directory = tmp_path / "exp"
     kill_and_resume(directory, None, "crash", kills=3, seed=3, strategy=strategy)
     study = optuna.load_study(study_name="crash", storage=f"sqlite:///{directory / 'study.db'}")
-    check_study(study, directory)
+    # One kill waits for a round to be running; the other falls at a random instant.
+    check_study(study, directory, min_attempts=1)
     assert len(study.trials) == TARGET + len(
         [t for t in study.trials if "limen:attempt" in t.user_attrs]
     )
