@@ -256,7 +256,7 @@ class MSQ:
         max_filter_retries: int = 1000,
         queue: RoundStore | None = None,
         fallback: SearchStrategy | None = None,
-        max_duplicates: int = 5,
+        max_duplicates: int = 3,
     ) -> None:
         if strategy.domain is not domain:
             raise ValueError("MSQ strategy.domain and domain must reference the same ParamDomain.")

@@ -49,6 +49,7 @@ from limen.experiment.records import (
 from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
 from limen.experiment.run_plan import RunPlan
+from limen.experiment.search_strategy import SearchStrategy
 from limen.experiment.study_setup import (
     ATTR,
     check_resumable,
@@ -185,7 +186,7 @@ class RoundRunner:
 
     def _feedback(self) -> None:
         """Trigger feedback when due; persist what it applied and its own state at once."""
-        if not self.feedback.should_trigger(self.finished):
+        if not self.feedback.should_trigger(self.finished) or not self._feedback_listens():
             return
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
         log = trial_attrs.experiment_log(trials, self.search.codec)
@@ -195,6 +196,19 @@ class RoundRunner:
         # Saved after the search state: a crash in between replays this trigger's
         # interventions, which are idempotent, instead of losing them.
         self.storage.set_study_user_attr(self.study_id, FEEDBACK_ATTR, self.feedback.get_state())
+
+    def _feedback_listens(self) -> bool:
+        """Whether a trigger would reach anyone: reducers, a callback, an interventions file,
+        or a strategy that learns from feedback. Reading the whole study for nobody would make
+        every round of a long run dearer."""
+        feedback = self.feedback
+        strategy = type(self.search.strategy)
+        return bool(
+            feedback.pruning_strategies
+            or feedback.intra_callback is not None
+            or (feedback.intervention_path is not None and feedback.intervention_path.exists())
+            or strategy.update_from_feedback is not SearchStrategy.update_from_feedback
+        )
 
     def _audit(self, event: str, **details: Any) -> None:
         """One line in audit.jsonl: resumes, reconciled files, refused queued rounds."""
