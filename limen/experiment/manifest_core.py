@@ -35,6 +35,7 @@ import pandas as pd
 
 from limen.experiment.backtest import DEFAULT_COST_BPS, backtest, forward_returns, positions
 from limen.experiment.pruning import is_reporting, report
+from limen.experiment.round_results import scalar_metrics
 from limen.experiment.walk_forward import (
     DECLARATION_KEY,
     FOLDS_KEY,
@@ -649,7 +650,7 @@ class Manifest:
         results: dict[str, Any] = {}
         for number, fold in enumerate(data_dict[FOLDS_KEY]):
             results = self._run_once(fold, round_params)
-            metrics = _fold_metrics(results)
+            metrics = scalar_metrics(results)
             rows.append({"fold": number, **metrics})
             if "_preds" in results:
                 preds.append(np.asarray(results["_preds"]).ravel())
@@ -974,19 +975,6 @@ def _scale(scaler: Any, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         np.asarray(values, dtype=float), index=features.index, columns=features.columns
     )
-
-
-def _fold_metrics(results: Mapping[str, Any]) -> dict[str, Any]:
-    """The scalar metrics of one fold's results (``_`` keys and non-scalars left out)."""
-    metrics: dict[str, Any] = {}
-    for key, value in results.items():
-        if str(key).startswith("_") or key in ("models", "extras"):
-            continue
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, bool | int | float | str) or value is None:
-            metrics[str(key)] = value
-    return metrics
 
 
 def _is_number(value: Any) -> bool:
