@@ -404,8 +404,7 @@ def decode_value(encoded: Any, known: Sequence[Any]) -> Any:
         if value_token(value) == token:
             return value
     raise ValueError(
-        f"Cannot restore the parameter value {token!r}: it is not among the SFD's values. "
-        "Resume with resume='force' to skip it."
+        f"Cannot restore the parameter value {token!r}: it is not among the SFD's values."
     )
 
 
@@ -413,13 +412,5 @@ def encode_entries(state: Mapping[str, Any]) -> dict[str, Any]:
     """A domain state (``ParamDomain.get_state``) in JSON form."""
     return {
         key: entry if isinstance(entry, dict) else [encode_value(v) for v in entry]
-        for key, entry in state.items()
-    }
-
-
-def decode_entries(state: Mapping[str, Any], known: Sequence[Any]) -> dict[str, Any]:
-    """``encode_entries``'s result as a state ``ParamDomain.set_state`` accepts."""
-    return {
-        key: entry if isinstance(entry, dict) else [decode_value(v, known) for v in entry]
         for key, entry in state.items()
     }

@@ -19,7 +19,6 @@ from optuna.trial import FrozenTrial, TrialState
 from limen.adapters import trials as trial_attrs
 from limen.adapters.distributions import (
     LiveCodec,
-    decode_entries,
     decode_value,
     encode_entries,
     encode_value,
@@ -28,6 +27,7 @@ from limen.adapters.grid_strategy import GridStrategy
 from limen.adapters.rounds import ClaimedRound, StudyRounds
 from limen.adapters.storage import LimenStorage
 from limen.experiment.checkpoint_manager import CheckpointManager
+from limen.experiment.errors import ResumeError
 from limen.experiment.msq import MSQ
 from limen.experiment.param_domain import ParamDomain
 from limen.experiment.random_strategy import RandomStrategy
@@ -77,6 +77,7 @@ class StudySearch:
         )
         self.msq = MSQ(strategy, self.domain, queue=self.rounds, fallback=fallback)
         self.msq.on_refused = on_refused
+        self.msq.restorable = self.restorable
         self.checkpoints = CheckpointManager(
             storage, study_id, checkpoint_interval=checkpoint_interval
         )
@@ -88,6 +89,14 @@ class StudySearch:
             self.domain.remove_observer(previous)
         _SESSIONS[id(self.domain)] = self
         self.domain.add_observer(self)
+
+    def restorable(self, name: str, value: Any) -> bool:
+        """Whether ``value`` of ``name`` survives a resume: a JSON scalar, or a value the SFD
+        declares (a token becomes an object again only by lookup among those)."""
+        encoded = encode_value(value)
+        if not isinstance(encoded, dict):
+            return True
+        return any(encode_value(known) == encoded for known in self.known)
 
     @property
     def total(self) -> int | float:
@@ -105,14 +114,19 @@ class StudySearch:
         objective: Sequence[tuple[str, str]] | None,
         *,
         resume: bool,
+        force: bool = False,
     ) -> list[str]:
         """Load the study's rounds; on resume restore the search state and tell the strategy
-        every finished round. Returns the MSQ filters that could not be restored."""
+        every finished round. Returns the MSQ filters that could not be restored.
+
+        Raises:
+            ResumeError: a stored value cannot be restored (``force`` skips it instead).
+        """
         if objective:
             self.set_objective(objective)
         self.rounds.load(trials)
         self._finished = trial_attrs.count_finished(trials)
-        lost = self._restore() if resume else []
+        lost = self._restore(force) if resume else []
         if resume:
             for trial in sorted(trials, key=lambda t: t.number):
                 self._replay(trial)
@@ -170,7 +184,7 @@ class StudySearch:
         """Store the mutable search state in the study."""
         self.checkpoints.save(self.state(), finished_rounds=self._finished)
 
-    def _restore(self) -> list[str]:
+    def _restore(self, force: bool) -> list[str]:
         state = self.checkpoints.load()
         if state is None:
             return []
@@ -179,12 +193,16 @@ class StudySearch:
         try:
             for name, encoded in state.get("codec", {}).items():
                 if name in self.codec.params:
-                    values = [decode_value(v, known) for v in encoded]
+                    values = self._decode(name, encoded, known, force)
                     known.extend(values)
                     for value in values:
                         if not self.codec.knows(name, value):
                             self.codec.extend(name, value)
-            self.domain.set_state(decode_entries(state["domain"], known))
+            domain = {
+                name: entry if isinstance(entry, dict) else self._decode(name, entry, known, force)
+                for name, entry in state["domain"].items()
+            }
+            self.domain.set_state(domain)
             lost = self.msq.set_state(state["msq"]) if "msq" in state else []
             self.strategy.set_state(state.get("strategy", {}))
             self.msq.fallback.set_state(state.get("fallback", {}))
@@ -193,6 +211,21 @@ class StudySearch:
         self._history = list(state.get("domain_history", []))
         self.msq.yielded_count = max(self.msq.yielded_count, self._finished)
         return lost
+
+    @staticmethod
+    def _decode(name: str, encoded: Sequence[Any], known: list[Any], force: bool) -> list[Any]:
+        values = []
+        for item in encoded:
+            try:
+                values.append(decode_value(item, known))
+            except ValueError as exc:
+                if not force:
+                    raise ResumeError(
+                        f"The search state of parameter '{name}' holds a value that cannot be "
+                        f"restored: {exc} resume='force' (CLI: limen resume --force) skips it."
+                    ) from None
+                logger.warning("Resume skips a value of '%s' it cannot restore: %s", name, exc)
+        return values
 
     def _domain_values(self) -> list[Any]:
         return [

@@ -10,7 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 import strategy_sfd
-from limen.experiment import UniversalExperimentLoop
+from limen.adapters.storage import open_storage
+from limen.experiment import ResumeError, UniversalExperimentLoop
 
 SHIFTS = {"x": [1, 2, 4, 6, 12], "lr": [0.01, 0.1], "mode": ["a", "b"], "scaler": [None]}
 COMBO = {"x": 13, "lr": 0.01, "mode": "b", "scaler": strategy_sfd.MinMaxScaler}
@@ -115,3 +116,32 @@ def test_tpe_fills_the_study_with_rounds_only(tmp_path):
 
     assert len(log) == 300 and log["id"].is_unique
     assert len(loop.study.trials) == 300
+
+
+def test_an_intervention_a_resume_could_not_restore_is_refused_with_an_audit_line(tmp_path):
+    (tmp_path / "exp").mkdir()
+    poison = [{"op": "inject_value", "param": "mode", "value": {"a": 1}}]
+    (tmp_path / "exp" / "interventions.json").write_text(json.dumps(poison))
+    loop = make_loop(tmp_path, "random", feedback_interval=3)
+    loop.run("p", n_permutations=6, seed=0, progress_bar=False)
+
+    assert loop.domain.values_for("mode") == ["a", "b", "c"]
+    errors = [e for line in audit(tmp_path, "feedback") for e in line.get("errors", [])]
+    assert any("mode={'a': 1}" in e["error"] for e in errors)
+    again = make_loop(tmp_path, "random")
+    assert len(again.run("p", n_permutations=8, resume=True, progress_bar=False)) == 8
+
+
+def test_a_poisoned_search_state_is_refused_and_force_skips_what_it_cannot_restore(tmp_path):
+    make_loop(tmp_path, "random").run("p", n_permutations=3, seed=0, progress_bar=False)
+    storage = open_storage(f"sqlite:///{tmp_path / 'exp/study.db'}")
+    study_id = storage.get_study_id_from_name("p")
+    document = storage.get_study_user_attrs(study_id)["limen:search_state"]
+    document["state"]["domain"]["mode"].append({"token": "os.system"})
+    storage.set_study_user_attr(study_id, "limen:search_state", document)
+
+    with pytest.raises(ResumeError, match=r"os\.system"):
+        make_loop(tmp_path, "random").run("p", n_permutations=5, resume=True, progress_bar=False)
+    forced = make_loop(tmp_path, "random")
+    log = forced.run("p", n_permutations=5, resume="force", progress_bar=False)
+    assert len(log) == 5 and forced.domain.values_for("mode") == ["a", "b", "c"]

@@ -273,6 +273,7 @@ class MSQ:
         self.queue: RoundStore = queue if queue is not None else MemoryRounds()
         self.fallback = fallback
         self.on_refused: Callable[[Mapping[str, Any] | None, str], None] | None = None
+        self.restorable: Callable[[str, Any], bool] | None = None
         self._custom: list[Filter] = []
         self._named: dict[str, Filter] = {}
         self._descriptors: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -421,7 +422,17 @@ class MSQ:
         return self.domain.keep_between(param, lower, upper)
 
     def inject_value(self, param: str, value: Any) -> bool:
-        """Add ``value`` to ``param``'s legal values."""
+        """Add ``value`` to ``param``'s legal values.
+
+        Raises:
+            ValueError: the MSQ keeps its state in a study and could not restore ``value``
+                on resume (``restorable`` refuses it).
+        """
+        if self.restorable is not None and not self.restorable(param, value):
+            raise ValueError(
+                f"MSQ cannot inject {param}={value!r}: a resume could not restore it. Inject a "
+                "number, a string, a bool, None, or one of the values the SFD's params() lists."
+            )
         self._record("inject_value", param=param, value=value)
         return self.domain.inject_value(param, value)
 

@@ -151,7 +151,9 @@ class RoundRunner:
             on_refused=self._refused,
         )
         self.loop.domain, self.loop.msq = self.search.domain, self.search.msq
-        lost = self.search.open(trials, self.objective, resume=bool(plan.resume))
+        lost = self.search.open(
+            trials, self.objective, resume=bool(plan.resume), force=plan.resume == "force"
+        )
         if lost:
             logger.warning(
                 "Resumed without %d non-restorable MSQ filter(s): %s. Callables are not "
