@@ -96,6 +96,9 @@ def kill_and_resume(
     )
     rng = random.Random(seed)
     for attempt in range(kills):
+        # A worker killed inside a round leaves its mark behind: clear it, so the next kill
+        # waits for a round of the new worker.
+        mark.unlink(missing_ok=True)
         worker = launch(script)
         if attempt == 0:
             time.sleep(rng.uniform(0.5, 3.0))
