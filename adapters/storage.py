@@ -191,6 +191,12 @@ def validate_storage_url(url: Any) -> str:
             "The 'storage' parameter must name an SQLite, PostgreSQL or MySQL/MariaDB database. "
             f"Got {redact_url(url)!r} instead."
         )
+    if backend == "sqlite" and make_url(url).database in (None, "", ":memory:"):
+        raise ValueError(
+            f"The 'storage' parameter {url!r} is an in-memory SQLite database, which keeps "
+            "nothing after the process ends: give a file, e.g. 'sqlite:///study.db', or leave "
+            "storage unset for <experiment_dir>/study.db."
+        )
     return url
 
 

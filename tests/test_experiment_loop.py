@@ -331,3 +331,24 @@ def test_the_log_attribute_analyses_the_run_and_none_values_stay_none(tmp_path):
     log = loop.run("toy", n_permutations=8, params=params, progress_bar=False)
     assert set(log["weight"]) <= {None, "balanced"}
     assert len(loop.log.experiment_log) == 8
+
+
+@pytest.mark.parametrize("name", ["id", "state"])
+def test_a_parameter_named_like_a_round_column_is_refused(tmp_path, name):
+    loop = make_loop(tmp_path)
+    with pytest.raises(ValueError, match=rf"\['{name}'\].*rename them"):
+        loop.run("toy", n_permutations=2, params={**toy_sfd.params(), name: [1, 2]})
+    assert not (tmp_path / "exp").exists()
+
+
+def test_a_value_listed_twice_is_refused(tmp_path):
+    loop = make_loop(tmp_path)
+    with pytest.raises(ValueError, match=r"'scale'.*1\.0 more than once"):
+        loop.run("toy", n_permutations=2, params={**toy_sfd.params(), "scale": [1.0, 1.0, 10.0]})
+
+
+def test_an_in_memory_sqlite_storage_is_refused():
+    with pytest.raises(ValueError, match="in-memory SQLite"):
+        UniversalExperimentLoop(
+            sfd=toy_sfd, data=toy_sfd.toy_data(), storage="sqlite:///:memory:", objective="score"
+        )

@@ -52,6 +52,12 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+# Columns results.csv and experiment_log hold for every round: no parameter may take these names.
+RESERVED_COLUMNS = frozenset(
+    {"id", "_round_index", "state", "execution_time", "error_type", "error_message", "traceback"}
+)
+
+
 def results_row(
     *,
     round_id: str | None,

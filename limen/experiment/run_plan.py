@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from limen.adapters.storage import default_storage_url
-from limen.experiment.param_domain import ParamDomain, Range
+from limen.experiment.param_domain import ParamDomain, Range, same_value
+from limen.experiment.records import RESERVED_COLUMNS
 from limen.experiment.search_strategy import SearchStrategy, make_strategy
 
 DIRECTIONS = ("maximize", "minimize")
@@ -199,13 +200,37 @@ def _resolve_params(loop: Any, override: Any) -> dict[str, list[Any]]:
             f"name -> list of values. Got {raw!r} instead."
         )
     ParamDomain(dict(raw))
+    clash = sorted(str(k) for k in raw if str(k) in RESERVED_COLUMNS)
+    if clash:
+        raise ValueError(
+            f"params() of SFD {loop.sfd_name!r} names the parameters {clash}, which are columns "
+            f"every round already has ({sorted(RESERVED_COLUMNS)}): rename them."
+        )
     for key, values in raw.items():
+        repeated = _repeated(values)
+        if repeated is not None:
+            raise ValueError(
+                f"Parameter '{key}' of SFD {loop.sfd_name!r} lists the value {repeated!r} more "
+                "than once: list each value once (the grid would run its rounds twice)."
+            )
         if isinstance(values, Range) and not _proposes_ranges(loop):
             raise ValueError(
                 f"Parameter '{key}' is a Range, which the grid cannot enumerate: list its "
                 "values instead."
             )
     return {str(k): v if isinstance(v, Range) else list(v) for k, v in raw.items()}
+
+
+def _repeated(values: Any) -> Any:
+    """A value listed twice (by ``same_value``: ``1.0`` twice, not ``1`` and ``1.0``), or None."""
+    if isinstance(values, Range):
+        return None
+    seen: list[Any] = []
+    for value in values:
+        if any(same_value(value, other) for other in seen):
+            return value
+        seen.append(value)
+    return None
 
 
 PRUNER_MULTI = (
