@@ -102,15 +102,28 @@ def jsonl_record(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, An
     return round_record(record_id, trial.number, params, preds=None, rebuilt=True)
 
 
+def _decoded(trial: FrozenTrial, codec: DomainCodec) -> dict[str, Any]:
+    if not trial.params:
+        return {}
+    try:
+        return codec.decode_exact(trial.params)
+    except (ValueError, KeyError, TypeError):
+        return dict(trial.params)
+
+
 def experiment_log(
     trials: Iterable[FrozenTrial], codec: DomainCodec, extra: Mapping[str, Any] | None = None
 ) -> pd.DataFrame:
-    """The finished rounds of a study as a DataFrame with decoded (real) parameter values."""
+    """The finished rounds of a study as a DataFrame with decoded (real) parameter values.
+
+    A trial whose values are not exactly the domain's (written by another client, or edited)
+    shows the values it stores, never a neighbour they would snap to.
+    """
     rows, names = [], set()
     for trial in trials:
         if not is_finished_round(trial):
             continue
-        params = {**(codec.decode(trial.params) if trial.params else {}), **(extra or {})}
+        params = {**_decoded(trial, codec), **(extra or {})}
         names.update(params)
         rows.append(round_row(trial, params))
     frame = pd.DataFrame(rows)

@@ -145,3 +145,19 @@ def test_a_poisoned_search_state_is_refused_and_force_skips_what_it_cannot_resto
     forced = make_loop(tmp_path, "random")
     log = forced.run("p", n_permutations=5, resume="force", progress_bar=False)
     assert len(log) == 5 and forced.domain.values_for("mode") == ["a", "b", "c"]
+
+
+def test_a_plain_optuna_round_off_the_list_shows_its_own_values(tmp_path):
+    make_loop(tmp_path, "random").run("o", n_permutations=2, seed=0, params=SHIFTS)
+    study = optuna.load_study(study_name="o", storage=f"sqlite:///{tmp_path / 'exp/study.db'}")
+    done = study.trials[0]
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={**done.params, "x": 7}, distributions=done.distributions, value=0.99
+        )
+    )
+
+    again = make_loop(tmp_path, "random")
+    log = again.run("o", n_permutations=4, params=SHIFTS, resume=True, progress_bar=False)
+    foreign = log[log["_round_index"] == 2].iloc[0]
+    assert foreign["x"] == 7 and len(log) == 4

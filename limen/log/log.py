@@ -446,6 +446,8 @@ class _StoredValues:
     def decode(self, stored: dict[str, Any]) -> dict[str, Any]:
         return dict(stored)
 
+    decode_exact = decode
+
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
