@@ -11,6 +11,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
+import toy_sfd
 from limen import Log
 from limen.cli import EXIT_EXPERIMENT, EXIT_OK, EXIT_USAGE, main
 from limen.experiment import Trainer
@@ -200,3 +201,23 @@ def test_resume_with_an_edited_sfd_is_refused_unless_forced(tmp_path, monkeypatc
     assert "SFDSourceMismatchError" in err and "--force" in err
     monkeypatch.delitem(sys.modules, "my_sfd", raising=False)
     assert main([*args, "--force"]) == EXIT_OK
+
+
+def test_the_python_api_refuses_to_resume_with_an_edited_sfd_unless_forced(tmp_path):
+    from limen.experiment import UniversalExperimentLoop
+    from limen.sfd.loader import SFDSourceMismatchError, load_sfd
+
+    source = tmp_path / "edited_sfd.py"
+    source.write_text(Path(toy_sfd.__file__).read_text())
+    sfd = load_sfd(str(source))
+    kwargs = {"data": toy_sfd.toy_data(), "experiment_dir": tmp_path / "exp", "objective": "score"}
+    UniversalExperimentLoop(sfd=sfd, **kwargs).run("e", n_permutations=2, progress_bar=False)
+    source.write_text(source.read_text() + "\n# edited after the run\n")
+    edited = load_sfd(str(source))
+
+    with pytest.raises(SFDSourceMismatchError, match="SHA-256"):
+        UniversalExperimentLoop(sfd=edited, **kwargs).run(
+            "e", n_permutations=3, resume=True, progress_bar=False
+        )
+    forced = UniversalExperimentLoop(sfd=edited, **kwargs)
+    assert len(forced.run("e", n_permutations=3, resume="force", progress_bar=False)) == 3

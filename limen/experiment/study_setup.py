@@ -25,6 +25,7 @@ from limen.experiment.errors import ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
 from limen.experiment.records import METADATA_JSON, RESULTS_CSV, ROUND_DATA_JSONL
 from limen.experiment.run_plan import RunPlan, make_run_strategy
+from limen.sfd.loader import check_source
 
 ATTR = "limen:"
 EXPERIMENT_FILES = (RESULTS_CSV, ROUND_DATA_JSONL, METADATA_JSON)
@@ -80,12 +81,14 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
 
     Raises:
         ResumeError: the study is not Limen's, or differs and ``resume`` is not ``"force"``.
+        SFDSourceMismatchError: the SFD's source file is not the one the study recorded.
     """
     if ATTR + "space_hash" not in attrs:
         raise ResumeError(
             f"Study {plan.experiment_name!r} was not created by Limen (it has no "
             "limen:space_hash attribute), so it cannot be resumed. Start a new experiment."
         )
+    check_source(loop.sfd, attrs, force=plan.resume == "force")
     record = attrs.get(ATTR + "strategy") or {"name": "grid"}
     stored_objective = attrs.get(ATTR + "objective")
     if stored_objective is not None:
