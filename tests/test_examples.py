@@ -32,3 +32,16 @@ def test_example_runs(script, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "exp" / "study.db").exists()
     assert (tmp_path / "exp" / "results.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_shared_study_example_runs_on_postgres(postgres_url, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "shared_study.py"), postgres_url, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rounds in the shared study: 10" in done.stdout
