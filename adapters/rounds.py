@@ -60,6 +60,9 @@ class ClaimedRound:
 class StudyRounds:
     """The round store of one study (see the module docstring).
 
+    ``target`` (None by default) caps the study's finished plus running rounds when workers
+    share the study: a claim past it raises ``TargetReached`` and writes nothing.
+
     Args:
         storage: the study's storage.
         study_id: the study.
@@ -79,6 +82,7 @@ class StudyRounds:
         self._outcomes: dict[str, tuple[str, list[float] | None]] = {}
         self._watermark = -1
         self._next_poll = 0.0
+        self.target: int | None = None
 
     # ------------------------------------------------------------------------- ledger
 
@@ -125,6 +129,7 @@ class StudyRounds:
             id_key=trial_attrs.ROUND_ID,
             round_id=rid,
             after_trial_id=self._watermark,
+            limit=self.target,
         )
         self._absorb(rows)
         if created is None:
@@ -204,6 +209,7 @@ class StudyRounds:
             system_attrs={leases.OWNER: leases.owner_record()},
             id_key=trial_attrs.ROUND_ID,
             exclude_key=trial_attrs.ATTEMPT,
+            limit=self.target,
         )
         if started:
             self._ids.add(rid)
