@@ -91,11 +91,22 @@ class StudyRounds:
         for trial in trials:
             self._watermark = max(self._watermark, trial._trial_id)
             rid = trial.user_attrs.get(trial_attrs.ROUND_ID)
+            if rid is None and trial.state == TrialState.WAITING:
+                rid = self._queued_id(trial)
             if rid is None or trial_attrs.ATTEMPT in trial.user_attrs:
                 continue
             self._ids.add(rid)
             if trial_attrs.is_finished_round(trial):
                 self._outcomes[rid] = (trial.state.name, trial.values)
+
+    def _queued_id(self, trial: FrozenTrial) -> str | None:
+        """The round id of a trial plain Optuna queued (``enqueue_trial`` stores no id): known
+        here, the strategy never claims the same round beside it."""
+        stored = trial.params or trial.system_attrs.get("fixed_params") or {}
+        try:
+            return round_id(self.codec.decode_exact(stored))
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def is_known(self, rid: str) -> bool:
         """Whether round ``rid`` ran, runs or waits (as far as this process has seen)."""

@@ -252,6 +252,8 @@ class UniversalExperimentLoop:
         context_params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         progress_bar: bool = True,
+        n_jobs: int = 1,
+        allow_sqlite_workers: bool = False,
     ) -> pd.DataFrame:
         """Attach to an existing study as one worker and run rounds until the study holds its
         stored target of finished rounds (``limen worker``).
@@ -259,7 +261,8 @@ class UniversalExperimentLoop:
         The strategy, pruner, objective, reducers and feedback interval are rebuilt from the
         study, as a resume does; every worker stops on the study's count, and a round another
         worker is running is not started twice. Start any number of workers, on this machine or
-        others, against one PostgreSQL or MySQL/MariaDB study.
+        others, against one PostgreSQL or MySQL/MariaDB study; ``n_jobs`` forks that many
+        here (as ``run`` does).
 
         Raises:
             ValueError: no study of that name exists in the storage.
@@ -282,6 +285,16 @@ class UniversalExperimentLoop:
             timeout=timeout,
             progress_bar=progress_bar,
             worker=True,
+            n_jobs=n_jobs,
+            allow_sqlite_workers=allow_sqlite_workers,
         )
-        RoundRunner(self, plan).execute()
+        if plan.n_jobs < 1:
+            raise ValueError(
+                "The 'n_jobs' parameter of UniversalExperimentLoop.work must be an int >= 1. "
+                f"Got {n_jobs!r} instead."
+            )
+        runner = RoundRunner(self, plan)
+        runner.execute(rounds=plan.n_jobs == 1)
+        if plan.n_jobs > 1:
+            run_workers(self, runner, plan)
         return self.experiment_log
