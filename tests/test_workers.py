@@ -13,13 +13,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 import worker_sfd
 from limen.adapters import leases
 from limen.adapters.trials import ATTEMPT, ROUND_ID, is_finished_round
-from limen.cli import main
+from limen.cli import main, status_report
 from limen.experiment import UniversalExperimentLoop
+from limen.log import Log
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -104,6 +106,10 @@ def test_three_grid_workers_run_each_combination_of_a_60_space_once(
     assert len(combos) == 60
     assert set(combos.values()) == {1}
     assert len(trials) == 60
+    workers = Log(postgres_url, unique_study_name).workers()
+    assert len(workers) == 3
+    assert sum(w.finished for w in workers) == 60
+    assert "Workers:" in status_report(Log(postgres_url, unique_study_name))
 
 
 def test_several_workers_on_sqlite_are_refused_with_the_way_out(tmp_path):
@@ -342,3 +348,15 @@ def test_cli_jobs_zero_then_a_worker_from_a_new_directory(
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert "4 of 4" in status.stdout
+
+
+def test_the_cluster_examples_run_the_same_worker_command():
+    cluster = ROOT / "examples" / "cluster"
+    script = (cluster / "slurm_array.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(cluster / "slurm_array.sh")]).returncode == 0
+    job = yaml.safe_load((cluster / "kubernetes_job.yaml").read_text())
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["limen", "worker"]
+    assert "exec limen worker" in script
+    for flag in ("--storage", "--study", "--experiment-dir"):
+        assert flag in command and flag in script

@@ -73,7 +73,7 @@ INTERVENTIONS_JSON = "interventions.json"
 FINISHED_SEQ = "finished"
 FEEDBACK_SEQ = "feedback"
 # Seconds a shared worker waits, at the target, for rounds other workers are running.
-TARGET_POLL_S = 1.0
+TARGET_POLL_S = 0.2
 
 
 class RoundRunner:
