@@ -289,6 +289,7 @@ class RoundRunner:
         )
         shutdown = self.loop._shutdown
         shutdown.install()
+        started_with = self.finished
         self.lease = leases.Lease(self.storage)
         next_reap = time.monotonic() + leases.LEASE_GRACE_S
         try:
@@ -311,6 +312,8 @@ class RoundRunner:
             shutdown.restore()
             bar.close()
             self.search.save()
+            if plan.follow_target:
+                self._audit("worker_stop", finished_here=self.finished - started_with)
 
     def _step(self, bar: tqdm) -> bool:
         """Claim and run one round; False when the run must stop (exhausted or interrupted)."""
@@ -344,6 +347,11 @@ class RoundRunner:
         """The study holds its target of finished and running rounds: stop when they are all
         finished; else wait for them, re-queuing those whose worker died (False: stop)."""
         if full.finished >= full.limit:
+            stored = self.storage.get_study_user_attrs(self.study_id).get(ATTR + "n_permutations")
+            if isinstance(stored, int) and stored > full.limit:
+                # Someone raised the target (limen resume -n) while this worker ran.
+                self.plan.n_permutations = self.search.target = stored
+                return True
             logger.info(
                 "The study holds its target of %d finished rounds: this worker stops.", full.limit
             )

@@ -46,6 +46,7 @@ class RunPlan:
     n_jobs: int = 1
     shared: bool = False
     follow_target: bool = False
+    fleet: bool = False
 
 
 def plan_run(loop: Any, **kw: Any) -> RunPlan:
@@ -137,6 +138,8 @@ def plan_run(loop: Any, **kw: Any) -> RunPlan:
         # claim; a single process on SQLite counts its own rounds and skips that read.
         shared=bool(kw.get("worker")) or n_jobs > 1 or not is_sqlite(storage_url),
         follow_target=bool(kw.get("worker")),
+        # Started as one of several workers (``work``, or forked by ``n_jobs > 1``).
+        fleet=bool(kw.get("worker")) or n_jobs > 1,
     )
 
 

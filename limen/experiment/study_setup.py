@@ -106,7 +106,7 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
         config = dict(record)
     plan.seed = record.get("seed", plan.seed)
     plan.random_search = record.get("shuffle", plan.random_search)
-    if plan.shared and isinstance(config, dict) and config.get("name") != "grid":
+    if plan.fleet and isinstance(config, dict) and config.get("name") != "grid":
         # Workers sharing a study would propose the same points from the same seed; the grid
         # keeps one order, so workers take its combinations one after another.
         config = {**config, "seed": worker_seed(config.get("seed", plan.seed))}
