@@ -258,6 +258,43 @@ def test_resume_auto_replaces_a_study_that_start_up_left_without_limen_attrs(tmp
     assert len(log) == 4
 
 
+@pytest.mark.slow
+def test_resume_auto_continues_a_run_killed_mid_round_and_then_has_nothing_to_do(tmp_path):
+    directory = tmp_path / "exp"
+    storage = f"sqlite:///{directory / 'study.db'}"
+    script = (
+        "import sys, worker_sfd\n"
+        "from limen.experiment import UniversalExperimentLoop\n"
+        "loop = UniversalExperimentLoop(sfd=worker_sfd, data=worker_sfd.data(), "
+        "experiment_dir=sys.argv[1], objective='score')\n"
+        "loop.run('exp', n_permutations=6, resume='auto', progress_bar=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "LIMEN_TEST_ROUND_S": "0.3"}
+    victim = subprocess.Popen([sys.executable, "-c", script, str(directory)], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (directory / "metadata.json").exists():
+            trials = study_trials(storage, "exp")
+            if len(finished_ids(trials)) >= 2 and trials[-1].state == TrialState.RUNNING:
+                break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    log = make_loop(directory, None).run("exp", n_permutations=6, resume="auto", progress_bar=False)
+    assert len(log) == 6 and log["id"].is_unique
+    trials = study_trials(storage, "exp")
+    assert [t.user_attrs.get(ATTEMPT) for t in trials].count(leases.LEASE_EXPIRED) == 1
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    rows = (directory / "results.csv").read_text().splitlines()
+    assert len(rows) == 7
+    again = make_loop(directory, None).run(
+        "exp", n_permutations=6, resume="auto", progress_bar=False
+    )
+    assert len(again) == 6
+    assert (directory / "results.csv").read_text().splitlines() == rows
+
+
 def test_resume_auto_continues_a_run_and_does_nothing_once_it_finished(tmp_path):
     directory = tmp_path / "exp"
     make_loop(directory, None).run("exp", n_permutations=3, progress_bar=False)
