@@ -695,16 +695,21 @@ def _worker_lines(log: Any) -> list[str]:
     lines = [
         "",
         "Workers:",
-        f"  {'host':<20}{'pid':>8}{'finished':>10}{'running':>9}{'rounds/min':>12}  last seen",
+        f"  {'host':<20}{'pid':>8}{'finished':>10}{'running':>9}{'rounds/min':>12}"
+        f"  {'last heartbeat':<21}last seen",
     ]
     for w in workers:
         rate = f"{w.rounds_per_minute:.1f}" if w.rounds_per_minute else "n/a"
-        seen = w.last_seen.strftime("%Y-%m-%d %H:%M:%S") if w.last_seen else "n/a"
+        beat = _moment(w.last_heartbeat)
         lines.append(
             f"  {w.host[:20]:<20}{w.pid if w.pid is not None else '?':>8}{w.finished:>10}"
-            f"{w.running:>9}{rate:>12}  {seen}"
+            f"{w.running:>9}{rate:>12}  {beat:<21}{_moment(w.last_seen)}"
         )
     return lines
+
+
+def _moment(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "n/a"
 
 
 def _best_table(log: Any, top: int, metric: str | None, direction: str | None) -> list[str]:

@@ -150,6 +150,7 @@ def test_a_worker_killed_mid_round_has_its_round_run_by_another(
     env = {**os.environ, "PYTHONPATH": str(TESTS), "LIMEN_TEST_ROUND_S": "0.4"}
     command = [sys.executable, "-c", script, str(directory), postgres_url, unique_study_name]
     victim = subprocess.Popen(command, env=env)
+    assert _wait_for_heartbeat(postgres_url, unique_study_name, victim.pid).running == 1
     running = _wait_for_running_round(postgres_url, unique_study_name, victim.pid)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -163,6 +164,16 @@ def test_a_worker_killed_mid_round_has_its_round_run_by_another(
     assert lost.user_attrs[ATTEMPT] == leases.LEASE_EXPIRED
     assert running.user_attrs[ROUND_ID] in ids
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def _wait_for_heartbeat(storage: str, name: str, pid: int):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for worker in Log(storage, name).workers():
+            if worker.pid == pid and worker.last_heartbeat is not None:
+                return worker
+        time.sleep(0.05)
+    raise AssertionError("limen status never showed the worker's heartbeat")
 
 
 def _wait_for_running_round(storage: str, name: str, pid: int) -> optuna.trial.FrozenTrial:
