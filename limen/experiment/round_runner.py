@@ -74,6 +74,7 @@ FINISHED_SEQ = "finished"
 FEEDBACK_SEQ = "feedback"
 # Seconds a shared worker waits, at the target, for rounds other workers are running.
 TARGET_POLL_S = 0.2
+TARGET_REAP_S = 1.0
 
 
 class RoundRunner:
@@ -97,6 +98,7 @@ class RoundRunner:
         self.feedback: FeedbackController | None = None
         self.round_warnings = RoundWarnings()
         self._waiting_logged = False
+        self._next_wait_reap = 0.0
 
     # ----------------------------------------------------------- lifecycle
 
@@ -363,8 +365,11 @@ class RoundRunner:
             )
             self._waiting_logged = True
         time.sleep(TARGET_POLL_S)
-        if leases.reap(self.storage, self.study_id):
-            self.search.requeued()
+        # Reaping reads the study's running and lost rounds: once a second is soon enough.
+        if time.monotonic() >= self._next_wait_reap:
+            self._next_wait_reap = time.monotonic() + TARGET_REAP_S
+            if leases.reap(self.storage, self.study_id):
+                self.search.requeued()
         return True
 
     def _log_stop(self) -> None:
