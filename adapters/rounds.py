@@ -60,6 +60,9 @@ class ClaimedRound:
 class StudyRounds:
     """The round store of one study (see the module docstring).
 
+    ``target`` (None by default) caps the study's finished plus running rounds when workers
+    share the study: a claim past it raises ``TargetReached`` and writes nothing.
+
     Args:
         storage: the study's storage.
         study_id: the study.
@@ -79,6 +82,7 @@ class StudyRounds:
         self._outcomes: dict[str, tuple[str, list[float] | None]] = {}
         self._watermark = -1
         self._next_poll = 0.0
+        self.target: int | None = None
 
     # ------------------------------------------------------------------------- ledger
 
@@ -87,11 +91,22 @@ class StudyRounds:
         for trial in trials:
             self._watermark = max(self._watermark, trial._trial_id)
             rid = trial.user_attrs.get(trial_attrs.ROUND_ID)
+            if rid is None and trial.state == TrialState.WAITING:
+                rid = self._queued_id(trial)
             if rid is None or trial_attrs.ATTEMPT in trial.user_attrs:
                 continue
             self._ids.add(rid)
             if trial_attrs.is_finished_round(trial):
                 self._outcomes[rid] = (trial.state.name, trial.values)
+
+    def _queued_id(self, trial: FrozenTrial) -> str | None:
+        """The round id of a trial plain Optuna queued (``enqueue_trial`` stores no id): known
+        here, the strategy never claims the same round beside it."""
+        stored = trial.params or trial.system_attrs.get("fixed_params") or {}
+        try:
+            return round_id(self.codec.decode_exact(stored))
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def is_known(self, rid: str) -> bool:
         """Whether round ``rid`` ran, runs or waits (as far as this process has seen)."""
@@ -125,6 +140,7 @@ class StudyRounds:
             id_key=trial_attrs.ROUND_ID,
             round_id=rid,
             after_trial_id=self._watermark,
+            limit=self.target,
         )
         self._absorb(rows)
         if created is None:
@@ -204,6 +220,7 @@ class StudyRounds:
             system_attrs={leases.OWNER: leases.owner_record()},
             id_key=trial_attrs.ROUND_ID,
             exclude_key=trial_attrs.ATTEMPT,
+            limit=self.target,
         )
         if started:
             self._ids.add(rid)

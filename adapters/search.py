@@ -5,6 +5,12 @@ the study as the MSQ's round store (``StudyRounds``), the study's value codec (w
 injected values, widening the stored distributions), and the checkpoint of the mutable search
 state (domain, MSQ, strategy, codec) in the study's attrs: every ``checkpoint_interval`` finished
 rounds, at once after each domain mutation, and when a run ends.
+
+Workers that share a study (``shared=True``) share its search state: a worker that changes the
+domain or the MSQ filters saves the state and then bumps the study counter ``search_state``;
+before each claim every worker reads that counter (one small read) and, when it moved, reloads
+the domain, the codec and the named filters from the study. Shared workers also cap the study's
+rounds at ``target`` inside the claim transaction (``TargetReached``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from limen.experiment.search_strategy import SearchStrategy
 
 logger = logging.getLogger(__name__)
 
+SEARCH_VERSION = "search_state"
+
 _SESSIONS: weakref.WeakValueDictionary[int, StudySearch] = weakref.WeakValueDictionary()
 
 
@@ -49,6 +57,8 @@ class StudySearch:
         seed: the run's seed (the fallback grid's order).
         checkpoint_interval: finished rounds between checkpoints.
         on_refused: called with (combination or None, reason) for a queued trial that cannot run.
+        shared: other workers may run the same study (see the module docstring).
+        target: the study's target of rounds (only enforced when ``shared``).
     """
 
     def __init__(
@@ -61,8 +71,12 @@ class StudySearch:
         seed: int,
         checkpoint_interval: int,
         on_refused: Callable[[Mapping[str, Any] | None, str], None] | None = None,
+        shared: bool = False,
+        target: int | None = None,
     ) -> None:
         self.strategy = strategy
+        self.shared = shared
+        self._seen_version = 0
         self.domain: ParamDomain = strategy.domain
         self.storage = storage
         self.study_id = study_id
@@ -70,6 +84,7 @@ class StudySearch:
         self.codec = LiveCodec(initial)
         self.codec.follow(self.domain.params, self.domain.keys)
         self.rounds = StudyRounds(storage, study_id, self.codec)
+        self.rounds.target = target if shared else None
         fallback = (
             GridStrategy(self.domain, seed=seed)
             if strategy.is_finite
@@ -136,8 +151,24 @@ class StudySearch:
         """Tell the strategy the objective metrics and their directions."""
         self.strategy.set_objective([m for m, _ in objective], [d for _, d in objective])
 
+    @property
+    def target(self) -> int | None:
+        """The study's target of rounds that claims respect (None: not enforced here)."""
+        return self.rounds.target
+
+    @target.setter
+    def target(self, value: int | None) -> None:
+        self.rounds.target = value if self.shared else None
+
     def claim(self) -> ClaimedRound | None:
-        """The next round as a RUNNING trial, or None when the MSQ stops."""
+        """The next round as a RUNNING trial, or None when the MSQ stops.
+
+        Raises:
+            TargetReached: a shared study already holds its target of finished and running
+                rounds; nothing was claimed.
+        """
+        if self.shared:
+            self.sync()
         proposal = self.msq.next_proposal()
         return None if proposal is None else ClaimedRound.of(proposal)
 
@@ -149,6 +180,9 @@ class StudySearch:
         self.rounds.finished(claimed.round_id, state.name, values)
         self.strategy.tell(claimed.combo, state.name, values)
         if self.checkpoints.should_checkpoint(self._finished):
+            if self.shared:
+                # Never write back a domain older than the one another worker saved.
+                self.sync()
             self.save()
 
     def requeued(self) -> None:
@@ -161,7 +195,7 @@ class StudySearch:
             self.storage.widen_distribution(
                 self.study_id, name, self.codec.params[name].distribution
             )
-        self.save()
+        self.save(changed=True)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -180,29 +214,49 @@ class StudySearch:
             "fallback": self.msq.fallback.get_state(),
         }
 
-    def save(self) -> None:
-        """Store the mutable search state in the study."""
+    def save(self, *, changed: bool = False) -> None:
+        """Store the mutable search state in the study.
+
+        ``changed``: the domain or the filters changed; workers sharing the study reload them
+        before their next claim.
+        """
         self.checkpoints.save(self.state(), finished_rounds=self._finished)
+        if changed and self.shared:
+            # Saved first, counted second: a worker that sees the new count reads the new state.
+            self._seen_version = self.storage.claim_sequence(self.study_id, SEARCH_VERSION) + 1
+
+    def sync(self) -> bool:
+        """Reload the domain and the named filters when another worker changed them.
+
+        Returns:
+            Whether anything was reloaded.
+        """
+        version = self.storage.get_sequence(self.study_id, SEARCH_VERSION)
+        if version == self._seen_version:
+            return False
+        self._seen_version = version
+        state = self.checkpoints.load()
+        if state is None:
+            return False
+        self.domain.remove_observer(self)
+        try:
+            self._load_domain(state)
+            if "msq" in state:
+                self.msq.set_shared_state(state["msq"])
+        finally:
+            self.domain.add_observer(self)
+        logger.info("Reloaded the search state another worker changed (version %d).", version)
+        return True
 
     def _restore(self, force: bool) -> list[str]:
         state = self.checkpoints.load()
+        if self.shared:
+            self._seen_version = self.storage.get_sequence(self.study_id, SEARCH_VERSION)
         if state is None:
             return []
-        known = [*self.known, *self._domain_values()]
         self.domain.remove_observer(self)
         try:
-            for name, encoded in state.get("codec", {}).items():
-                if name in self.codec.params:
-                    values = self._decode(name, encoded, known, force)
-                    known.extend(values)
-                    for value in values:
-                        if not self.codec.knows(name, value):
-                            self.codec.extend(name, value)
-            domain = {
-                name: entry if isinstance(entry, dict) else self._decode(name, entry, known, force)
-                for name, entry in state["domain"].items()
-            }
-            self.domain.set_state(domain)
+            self._load_domain(state, force)
             lost = self.msq.set_state(state["msq"]) if "msq" in state else []
             self.strategy.set_state(state.get("strategy", {}))
             self.msq.fallback.set_state(state.get("fallback", {}))
@@ -211,6 +265,26 @@ class StudySearch:
         self._history = list(state.get("domain_history", []))
         self.msq.yielded_count = max(self.msq.yielded_count, self._finished)
         return lost
+
+    def _load_domain(self, state: Mapping[str, Any], force: bool = False) -> None:
+        """The codec's values and the domain from a saved state (observer already removed).
+
+        Raises:
+            ResumeError: a stored value cannot be restored (``force`` skips it instead).
+        """
+        known = [*self.known, *self._domain_values()]
+        for name, encoded in state.get("codec", {}).items():
+            if name in self.codec.params:
+                values = self._decode(name, encoded, known, force)
+                known.extend(values)
+                for value in values:
+                    if not self.codec.knows(name, value):
+                        self.codec.extend(name, value)
+        domain = {
+            name: entry if isinstance(entry, dict) else self._decode(name, entry, known, force)
+            for name, entry in state["domain"].items()
+        }
+        self.domain.set_state(domain)
 
     @staticmethod
     def _decode(name: str, encoded: Sequence[Any], known: list[Any], force: bool) -> list[Any]:

@@ -75,6 +75,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     create_engine,
     event,
     func,
@@ -366,6 +367,7 @@ class LimenStorage(RDBStorage):
         id_key: str,
         round_id: str,
         after_trial_id: int,
+        limit: int | None = None,
     ) -> tuple[tuple[int, int] | None, list[tuple[int, str | None]]]:
         """Create round ``round_id``'s RUNNING trial unless another trial already holds it.
 
@@ -373,6 +375,9 @@ class LimenStorage(RDBStorage):
         after ``after_trial_id`` are read first: when one of them is ``round_id``, nothing is
         written. Trial ids grow in commit order under that lock, so a caller that keeps the
         ids it has seen and the largest trial id sees every round any process added.
+
+        With ``limit``, nothing is written either when the study's finished and running rounds
+        already reach it (``TargetReached``; see ``check_target``).
 
         Returns:
             ``((trial_id, number) or None, [(trial_id, round id or None), ...])``: the new
@@ -382,6 +387,7 @@ class LimenStorage(RDBStorage):
 
         def work(conn: Connection) -> tuple[tuple[int, int] | None, list[tuple[int, str | None]]]:
             _lock_study(conn, self._sql, study_id)
+            self.check_target(conn, study_id, limit)
             params = {"sid": study_id, "after": after_trial_id, "key": id_key}
             rows = [
                 (int(tid), None if value is None else json.loads(value))
@@ -415,13 +421,14 @@ class LimenStorage(RDBStorage):
         system_attrs: Mapping[str, Any],
         id_key: str,
         exclude_key: str,
+        limit: int | None = None,
     ) -> tuple[bool, int | None]:
         """Move a WAITING trial to RUNNING as a round, in one transaction under the study lock.
 
         ``params`` are written when the trial has none (a trial enqueued with fixed params).
         The round id is ``user_attrs[id_key]``; when another trial of the study holds it and is
         neither WAITING nor marked with ``exclude_key`` (an attempt that never finished),
-        nothing is written.
+        nothing is written. With ``limit``, ``TargetReached`` as in ``claim_new_round``.
 
         Returns:
             ``(True, None)`` when started; ``(False, None)`` when the trial is no longer WAITING
@@ -432,6 +439,7 @@ class LimenStorage(RDBStorage):
 
         def work(conn: Connection) -> tuple[bool, int | None]:
             _lock_study(conn, self._sql, study_id)
+            self.check_target(conn, study_id, limit)
             row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
             if row is None or row.state != TrialState.WAITING:
                 return False, None
@@ -456,6 +464,20 @@ class LimenStorage(RDBStorage):
             return True, None
 
         return self._transaction(work)
+
+    def check_target(self, conn: Connection, study_id: int, limit: int | None) -> None:
+        """Raise ``TargetReached`` when the study's finished plus running rounds reach ``limit``.
+
+        Called with the study row locked, so workers that share a study never start more rounds
+        than its target between them. A count reads every trial of the study, so only shared
+        runs pass a limit; a single process stops on its own count.
+        """
+        if limit is None:
+            return
+        row = conn.execute(_open_rounds_statement(), {"sid": study_id, "attempt": ATTEMPT_KEY})
+        finished, running = (int(v or 0) for v in row.one())
+        if finished + running >= limit:
+            raise TargetReached(finished, running, limit)
 
     def end_waiting_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> bool:
         """End a WAITING trial as FAIL with ``user_attrs`` (its reason); False if not WAITING."""
@@ -908,6 +930,42 @@ class _Statements:
             .where(trials.c.study_id == bindparam("sid"), trials.c.state == TrialState.WAITING)
             .limit(1)
         )
+
+
+class TargetReached(Exception):
+    """The study's finished and running rounds reached the target: no round was claimed."""
+
+    def __init__(self, finished: int, running: int, limit: int) -> None:
+        super().__init__(
+            f"The study holds {finished} finished and {running} running rounds of its target "
+            f"of {limit}."
+        )
+        self.finished = finished
+        self.running = running
+        self.limit = limit
+
+
+# The user attr that marks an attempt which reached no outcome (it does not count as a round).
+ATTEMPT_KEY = "limen:attempt"
+
+
+@functools.cache
+def _open_rounds_statement() -> Executable:
+    """Finished rounds (COMPLETE, PRUNED, FAIL that is no lost attempt) and RUNNING trials."""
+    trials, user = _TRIALS, _TRIAL_USER_ATTRS
+    attempt = (
+        select(user.c.trial_id)
+        .where(user.c.trial_id == trials.c.trial_id, user.c.key == bindparam("attempt"))
+        .exists()
+    )
+    finished = or_(
+        trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]),
+        and_(trials.c.state == TrialState.FAIL, ~attempt),
+    )
+    return select(
+        func.sum(case((finished, 1), else_=0)),
+        func.sum(case((trials.c.state == TrialState.RUNNING, 1), else_=0)),
+    ).where(trials.c.study_id == bindparam("sid"))
 
 
 @functools.cache

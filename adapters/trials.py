@@ -15,6 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.distributions import DomainCodec
+from limen.adapters.storage import ATTEMPT_KEY
 from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS, results_row, round_record
 
 ROUND_ID = "id"
@@ -22,7 +23,7 @@ EXECUTION_TIME = "execution_time"
 ERROR_TYPE = "error_type"
 ERROR_MESSAGE = "error_message"
 TRACEBACK = "traceback"
-ATTEMPT = "limen:attempt"
+ATTEMPT = ATTEMPT_KEY
 INJECTED = "limen:injected"
 PRIORITY = "limen:priority"
 REFUSED = "limen:refused"

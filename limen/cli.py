@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed of the random order (default: random)")
     run.add_argument("--index-order", action="store_true", help="enumerate the grid in index order")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_worker_args(run)
+    run.add_argument(
+        "--resume",
+        choices=("auto",),
+        help="auto: continue the experiment when its study exists, else start it (the one "
+        "command a scheduler reruns after a preemption)",
+    )
 
     resume = sub.add_parser(
         "resume",
@@ -81,6 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--storage", help="SQLAlchemy URL, when the study is not in the directory")
     _add_sfd_args(resume)
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    worker = sub.add_parser(
+        "worker",
+        help="join an experiment as a worker",
+        description="Attach to an existing study and run rounds until the study holds its "
+        "target. Start one per machine (or many) against one PostgreSQL or MySQL/MariaDB study.",
+    )
+    worker.add_argument("experiment_dir", nargs="?", help="the experiment's directory")
+    worker.add_argument("--storage", help="SQLAlchemy URL of the study")
+    worker.add_argument("--study", help="the study's name (with --storage and no DIR)")
+    worker.add_argument(
+        "--experiment-dir",
+        dest="worker_dir",
+        help="this worker's results directory (default: DIR, else ./limen-runs/<study>)",
+    )
+    _add_sfd_args(worker)
+    worker.add_argument(
+        "--jobs", type=int, default=1, help="worker processes on this machine (default 1)"
+    )
+    worker.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     dashboard = sub.add_parser(
         "dashboard",
         help="open the study in optuna-dashboard",
@@ -113,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_dashboard(args)
         if args.command == "run":
             return command_run(args)
+        if args.command == "worker":
+            return command_worker(args)
         return command_resume(args)
     except UsageError as exc:
         print(f"limen: error: {exc}", file=sys.stderr)
@@ -134,6 +162,8 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if config.n_permutations <= 0:
         raise UsageError(f"-n must be >= 1. Got {config.n_permutations} instead.")
+    if args.jobs < 0:
+        raise UsageError(f"--jobs must be >= 0. Got {args.jobs} instead.")
     loop = UniversalExperimentLoop(
         sfd=sfd,
         test_mode=config.test_mode,
@@ -152,6 +182,69 @@ def command_run(args: argparse.Namespace) -> int:
         n_permutations=config.n_permutations,
         random_search=config.random_search,
         seed=config.seed,
+        progress_bar=not args.no_progress,
+        resume=args.resume or False,
+        n_jobs=args.jobs,
+        allow_sqlite_workers=args.force,
+    )
+    report(loop)
+    return EXIT_OK
+
+
+def _add_worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes on this machine (default 1; 0: create the study, run nothing)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow --jobs > 1 on SQLite (one writer at a time; PostgreSQL is the storage for "
+        "many workers)",
+    )
+
+
+def command_worker(args: argparse.Namespace) -> int:
+    """``limen worker DIR | --storage URL --study NAME``: one or more workers on a study."""
+    from limen.adapters.storage import default_storage_url, probe_study, redact_url
+    from limen.experiment.experiment_core import UniversalExperimentLoop
+    from limen.experiment.run_plan import check_workers
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1. Got {args.jobs} instead.")
+    if args.experiment_dir is not None:
+        directory = Path(args.experiment_dir)
+        metadata = read_metadata(directory)
+        storage = args.storage or _stored_storage(metadata)
+        name = args.study or metadata["experiment_name"]
+    elif args.storage is None or args.study is None:
+        raise UsageError("Give the experiment DIR, or --storage URL and --study NAME.")
+    else:
+        storage, name, directory = args.storage, args.study, Path("limen-runs") / args.study
+    out = Path(args.worker_dir) if args.worker_dir else directory
+    url = storage or default_storage_url(directory)
+    try:
+        check_workers(args.jobs, url, allow_sqlite=args.force)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("allow_sqlite_workers=True", "--force")) from exc
+    if not probe_study(url, name).exists:
+        raise UsageError(
+            f"No study {name!r} in {redact_url(url)}: create it first with `limen run ... "
+            "--jobs 0` (or check --study and --storage)."
+        )
+    attrs = _study_attrs(url, name)
+    loop = UniversalExperimentLoop(
+        sfd=_user_sfd(args, attrs),
+        test_mode=bool(attrs.get("limen:test_mode", False)),
+        experiment_dir=out,
+        storage=url,
+    )
+    loop.work(
+        name,
+        n_jobs=args.jobs,
+        allow_sqlite_workers=args.force,
         progress_bar=not args.no_progress,
     )
     report(loop)
@@ -578,6 +671,7 @@ def status_report(
     lines += [f"  {state:<12}{count:>8}" for state, count in progress.states.items()]
     if progress.interrupted:
         lines.append(f"  {'interrupted':<12}{progress.interrupted:>8}  (run again on resume)")
+    lines += _worker_lines(log)
     target = f" of {progress.target}" if progress.target else ""
     share = f" ({progress.finished / progress.target:.0%})" if progress.target else ""
     lines.append(f"  {'finished':<12}{progress.finished:>8}{target}{share}")
@@ -591,6 +685,31 @@ def status_report(
     if top and progress.states["COMPLETE"]:
         lines += ["", *_best_table(log, top, metric, direction)]
     return "\n".join(lines)
+
+
+def _worker_lines(log: Any) -> list[str]:
+    """Rounds per worker process, when more than one process ran the study."""
+    workers = log.workers()
+    if len(workers) < 2:
+        return []
+    lines = [
+        "",
+        "Workers:",
+        f"  {'host':<20}{'pid':>8}{'finished':>10}{'running':>9}{'rounds/min':>12}"
+        f"  {'last heartbeat':<21}last seen",
+    ]
+    for w in workers:
+        rate = f"{w.rounds_per_minute:.1f}" if w.rounds_per_minute else "n/a"
+        beat = _moment(w.last_heartbeat)
+        lines.append(
+            f"  {w.host[:20]:<20}{w.pid if w.pid is not None else '?':>8}{w.finished:>10}"
+            f"{w.running:>9}{rate:>12}  {beat:<21}{_moment(w.last_seen)}"
+        )
+    return lines
+
+
+def _moment(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "n/a"
 
 
 def _best_table(log: Any, top: int, metric: str | None, direction: str | None) -> list[str]:

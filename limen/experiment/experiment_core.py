@@ -24,6 +24,7 @@ from limen.experiment.round_runner import RoundRunner
 from limen.experiment.run_plan import check_bool, check_interval, parse_objective, plan_run
 from limen.experiment.search_strategy import resolve_strategy_config
 from limen.experiment.shutdown import Shutdown
+from limen.experiment.workers import run_workers
 from limen.sfd.loader import check_sfd
 
 
@@ -188,6 +189,8 @@ class UniversalExperimentLoop:
         timeout: float | None = None,
         progress_bar: bool = True,
         post_processing: bool = False,
+        n_jobs: int = 1,
+        allow_sqlite_workers: bool = False,
     ) -> pd.DataFrame:
         """Run rounds until the study holds ``n_permutations`` finished rounds.
 
@@ -198,6 +201,15 @@ class UniversalExperimentLoop:
         interrupted attempt (re-run on resume) and returns. ``post_processing=True`` then
         fills ``experiment_confusion_metrics`` and ``experiment_backtest_results`` (binary
         decoders on klines; see ``limen.log.Log``).
+
+        ``resume``: False (a new experiment), True (continue it; a larger ``n_permutations``
+        raises its stored target), ``"force"`` (continue despite changes) or ``"auto"``
+        (continue the study when it exists, start it when it does not: the one command a
+        scheduler can rerun after every preemption). ``n_jobs``: worker processes on the same
+        storage (forked from this one; each stops on the study's count); 0 creates the study
+        and ``metadata.json`` and runs nothing, for ``limen worker`` processes to attach. SQLite
+        serialises writes, so ``n_jobs > 1`` needs PostgreSQL or MySQL/MariaDB unless
+        ``allow_sqlite_workers=True``.
 
         Returns:
             ``experiment_log``: one row per finished round.
@@ -219,11 +231,70 @@ class UniversalExperimentLoop:
             seed=seed,
             timeout=timeout,
             progress_bar=progress_bar,
+            n_jobs=n_jobs,
+            allow_sqlite_workers=allow_sqlite_workers,
         )
         runner = RoundRunner(self, plan)
-        runner.execute()
+        runner.execute(rounds=plan.n_jobs == 1)
+        if plan.n_jobs > 1:
+            run_workers(self, runner, plan)
         if post_processing:
             self.experiment_confusion_metrics, self.experiment_backtest_results = (
                 self.log.trading_outcomes()
             )
+        return self.experiment_log
+
+    def work(
+        self,
+        experiment_name: str,
+        *,
+        params: Callable[[], dict[str, list[Any]]] | Mapping[str, list[Any]] | None = None,
+        context_params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        progress_bar: bool = True,
+        n_jobs: int = 1,
+        allow_sqlite_workers: bool = False,
+    ) -> pd.DataFrame:
+        """Attach to an existing study as one worker and run rounds until the study holds its
+        stored target of finished rounds (``limen worker``).
+
+        The strategy, pruner, objective, reducers and feedback interval are rebuilt from the
+        study, as a resume does; every worker stops on the study's count, and a round another
+        worker is running is not started twice. Start any number of workers, on this machine or
+        others, against one PostgreSQL or MySQL/MariaDB study; ``n_jobs`` forks that many
+        here (as ``run`` does).
+
+        Raises:
+            ValueError: no study of that name exists in the storage.
+            limen.experiment.ResumeError: the study was run with another SFD or space.
+        """
+        self._reset_outputs()
+        plan = plan_run(
+            self,
+            experiment_name=experiment_name,
+            n_permutations=1,
+            prep_each_round=None,
+            random_search=True,
+            maintain_details=False,
+            context_params=context_params,
+            params=params,
+            prep=None,
+            model=None,
+            resume=True,
+            seed=None,
+            timeout=timeout,
+            progress_bar=progress_bar,
+            worker=True,
+            n_jobs=n_jobs,
+            allow_sqlite_workers=allow_sqlite_workers,
+        )
+        if plan.n_jobs < 1:
+            raise ValueError(
+                "The 'n_jobs' parameter of UniversalExperimentLoop.work must be an int >= 1. "
+                f"Got {n_jobs!r} instead."
+            )
+        runner = RoundRunner(self, plan)
+        runner.execute(rounds=plan.n_jobs == 1)
+        if plan.n_jobs > 1:
+            run_workers(self, runner, plan)
         return self.experiment_log

@@ -609,6 +609,16 @@ class MSQ:
             warnings.warn(_non_restorable_message(lost), UserWarning, stacklevel=2)
         return lost
 
+    def set_shared_state(self, state: Mapping[str, Any]) -> None:
+        """Take another worker's named filters and trim target from ``get_state``'s result.
+
+        Workers sharing a study share these; each keeps its own counts, intervention log,
+        strategy state and callable filters (which cannot be stored).
+        """
+        self._trim_target = state.get("trim_target", self._trim_target)
+        self._named, self._descriptors = {}, {}
+        self._restore_named(state)
+
     def _restore_named(self, state: Mapping[str, Any]) -> list[str]:
         """Rebuild the declarative named filters; the names of those that cannot be."""
         for key, (kind, params) in state.get("named_filter_descriptors", {}).items():

@@ -17,6 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: one process per directory there.
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 RESULTS_CSV = "results.csv"
@@ -34,6 +39,11 @@ def write_json_atomic(path: Path, document: Any) -> None:
     """Write ``document`` as pretty JSON so readers only ever see a whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _replace_text(path, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document at ``path``."""
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
@@ -131,8 +141,7 @@ class ResultsCsv:
             if metric_names is None:
                 self._pending.append(dict(row))
                 return
-            self.header = self.make_header(metric_names)
-            self._write_lines([self.header])
+            self._settle_header(self.make_header(metric_names))
         rows = [*self._pending, dict(row)]
         self._pending.clear()
         self._write_lines([self._ordered(r) for r in rows])
@@ -141,10 +150,25 @@ class ResultsCsv:
         """Flush rows still waiting for a header (a run in which no round succeeded)."""
         if self._pending:
             if self.header is None:
-                self.header = self.make_header([])
-                self._write_lines([self.header])
+                self._settle_header(self.make_header([]))
             self._write_lines([self._ordered(r) for r in self._pending])
             self._pending.clear()
+
+    def _settle_header(self, header: list[str]) -> None:
+        """Write ``header`` unless another process sharing the directory wrote one first (then
+        take that one): under an exclusive lock of the file, so a file gets one header."""
+        with self.path.open("a+", newline="", encoding="utf-8") as handle:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            existing = next(csv.reader(handle), None)
+            if existing:
+                self.header = existing
+                return
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerow(header)
+            handle.write(buffer.getvalue())
+            self.header = header
 
     def make_header(self, metric_names: Iterable[str]) -> list[str]:
         """The header: framework columns, ``metric_names``, parameters, warning and error

@@ -29,7 +29,7 @@ from limen.adapters.artifacts import build_model_card, upload_round_artifacts
 from limen.adapters.pruners import RoundReporter, make_pruner
 from limen.adapters.rounds import ClaimedRound
 from limen.adapters.search import StudySearch
-from limen.adapters.storage import LimenStorage, open_storage, redact_url
+from limen.adapters.storage import LimenStorage, TargetReached, open_storage, redact_url
 from limen.experiment.feedback_controller import FeedbackController
 from limen.experiment.pruning import reporting_to
 from limen.experiment.reconcile import reconcile_files
@@ -42,6 +42,7 @@ from limen.experiment.records import (
     WARNINGS,
     ResultsCsv,
     append_jsonl,
+    read_json,
     results_row,
     round_record,
     write_json_atomic,
@@ -54,6 +55,7 @@ from limen.experiment.study_setup import (
     ATTR,
     check_resumable,
     create_study,
+    existing_study,
     guard_fresh,
     metadata,
     set_metric_names,
@@ -66,6 +68,13 @@ logger = logging.getLogger(__name__)
 
 FEEDBACK_ATTR = ATTR + "feedback_state"
 INTERVENTIONS_JSON = "interventions.json"
+# Study counters of shared runs: finished rounds (whose multiples of the feedback interval own a
+# trigger) and feedback triggers (their continuous numbering).
+FINISHED_SEQ = "finished"
+FEEDBACK_SEQ = "feedback"
+# Seconds a shared worker waits, at the target, for rounds other workers are running.
+TARGET_POLL_S = 0.2
+TARGET_REAP_S = 1.0
 
 
 class RoundRunner:
@@ -88,30 +97,38 @@ class RoundRunner:
         self.exhausted = False
         self.feedback: FeedbackController | None = None
         self.round_warnings = RoundWarnings()
+        self._waiting_logged = False
+        self._next_wait_reap = 0.0
 
     # ----------------------------------------------------------- lifecycle
 
-    def execute(self) -> None:
-        """Open the study, run rounds until the target, and publish the outputs."""
+    def execute(self, *, rounds: bool = True) -> None:
+        """Open the study, run rounds until the target (unless ``rounds`` is False: the study
+        and ``metadata.json`` are then only created or updated), and publish the outputs."""
         created_dir = not self.plan.experiment_dir.exists()
         try:
             self._open()
         except BaseException:
-            if created_dir and self.plan.experiment_dir.exists() and not self.plan.resume:
+            # A failed start leaves nothing behind, also when it attached from a new directory.
+            if created_dir and self.plan.experiment_dir.exists():
                 shutil.rmtree(self.plan.experiment_dir, ignore_errors=True)
             raise
         try:
-            self._loop()
+            if rounds:
+                self._loop()
         finally:
             if self.csv is not None:
                 self.csv.close()
-            self._publish()
+            self.publish()
             write_convergence_report(self.plan.experiment_dir, self.loop.experiment_log, self.keys)
 
     def _open(self) -> None:
         plan = self.plan
         directory = plan.experiment_dir
         discard_unfinished = False
+        if plan.resume == "auto":
+            plan.resume = existing_study(plan) == "present"
+            logger.info("resume='auto': %s.", "continuing the study" if plan.resume else "new")
         if plan.resume:
             check_resumable(plan)
         else:
@@ -120,10 +137,10 @@ class RoundRunner:
         self.storage = open_storage(plan.storage_url)
         if plan.resume:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
-            details = validate_resume(
-                self.loop, plan, self.storage.get_study_user_attrs(self.study_id)
-            )
-            self._audit("resume", **details)
+            attrs = self.storage.get_study_user_attrs(self.study_id)
+            details = validate_resume(self.loop, plan, attrs)
+            details.update(self._settle_target(attrs.get(ATTR + "n_permutations")))
+            self._audit("worker_start" if plan.follow_target else "resume", **details)
         else:
             self.study_id = create_study(
                 self.loop, plan, self.storage, discard_unfinished=discard_unfinished
@@ -138,7 +155,9 @@ class RoundRunner:
         if plan.resume:
             leases.reap(self.storage, self.study_id)
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        if plan.resume:
+        if plan.resume and not any(t.state == TrialState.RUNNING for t in trials):
+            # With rounds running elsewhere, their rows may be on the way to the files: a
+            # joining worker must not rewrite them.
             reconcile_files(directory, trials, self.keys, plan.context_params, self._audit)
         self.finished = trial_attrs.count_finished(trials)
         self.search = StudySearch(
@@ -149,6 +168,8 @@ class RoundRunner:
             seed=plan.seed,
             checkpoint_interval=self.loop.checkpoint_interval,
             on_refused=self._refused,
+            shared=plan.shared,
+            target=plan.n_permutations,
         )
         self.loop.domain, self.loop.msq = self.search.domain, self.search.msq
         lost = self.search.open(
@@ -165,6 +186,28 @@ class RoundRunner:
         self.feedback = self._make_feedback()
         self._restore_best(trials)
         self.csv = ResultsCsv(directory / RESULTS_CSV, [*self.keys, *plan.context_params])
+
+    def _settle_target(self, stored: Any) -> dict[str, Any]:
+        """Agree with the study on the target: a worker takes the stored one, a resume with a
+        larger ``n_permutations`` raises it (study attr and ``metadata.json``). A directory that
+        has no ``metadata.json`` yet (attached from elsewhere) gets one. Returns the audit
+        details of a raised target."""
+        plan = self.plan
+        path = plan.experiment_dir / METADATA_JSON
+        stored = stored if isinstance(stored, int) and not isinstance(stored, bool) else None
+        if plan.follow_target and stored is not None:
+            plan.n_permutations = stored
+        raised = stored is not None and plan.n_permutations > stored
+        if raised:
+            self.storage.set_study_user_attr(
+                self.study_id, ATTR + "n_permutations", plan.n_permutations
+            )
+        if raised or not path.exists():
+            document = metadata(self.loop, plan)
+            if path.exists():
+                document = {**read_json(path), "n_permutations": plan.n_permutations}
+            write_json_atomic(path, document)
+        return {"target_raised": [stored, plan.n_permutations]} if raised else {}
 
     def _refused(self, combo: Mapping[str, Any] | None, reason: str) -> None:
         """A queued combination that will not run: one audit line naming why."""
@@ -188,16 +231,35 @@ class RoundRunner:
 
     def _feedback(self) -> None:
         """Trigger feedback when due; persist what it applied and its own state at once."""
-        if not self.feedback.should_trigger(self.finished) or not self._feedback_listens():
+        if not self._feedback_listens():
+            return
+        if self.plan.shared:
+            if not self._owns_trigger():
+                return
+        elif not self.feedback.should_trigger(self.finished):
             return
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
         log = trial_attrs.experiment_log(trials, self.search.codec)
         applied = self.feedback.trigger(log, self.loop.msq, self.finished)
         if applied:
-            self.search.save()
+            self.search.save(changed=True)
         # Saved after the search state: a crash in between replays this trigger's
         # interventions, which are idempotent, instead of losing them.
         self.storage.set_study_user_attr(self.study_id, FEEDBACK_ATTR, self.feedback.get_state())
+
+    def _owns_trigger(self) -> bool:
+        """Whether this worker fires the fleet's next trigger: the one whose finished round is a
+        multiple of the interval in the study's order. Its state and number come from the study,
+        so the numbering stays continuous whoever fires."""
+        ordinal = self.storage.claim_sequence(self.study_id, FINISHED_SEQ) + 1
+        if ordinal % self.loop.feedback_interval:
+            return False
+        self.search.sync()
+        stored = self.storage.get_study_user_attrs(self.study_id).get(FEEDBACK_ATTR)
+        if stored is not None:
+            self.feedback.set_state(stored)
+        self.feedback.trigger_count = self.storage.claim_sequence(self.study_id, FEEDBACK_SEQ)
+        return True
 
     def _feedback_listens(self) -> bool:
         """Whether a trigger would reach anyone: reducers, a callback, an interventions file,
@@ -231,6 +293,7 @@ class RoundRunner:
         )
         shutdown = self.loop._shutdown
         shutdown.install()
+        started_with = self.finished
         self.lease = leases.Lease(self.storage)
         next_reap = time.monotonic() + leases.LEASE_GRACE_S
         try:
@@ -253,12 +316,17 @@ class RoundRunner:
             shutdown.restore()
             bar.close()
             self.search.save()
+            if plan.follow_target:
+                self._audit("worker_stop", finished_here=self.finished - started_with)
 
     def _step(self, bar: tqdm) -> bool:
         """Claim and run one round; False when the run must stop (exhausted or interrupted)."""
         claimed = None
         try:
-            claimed = self.search.claim()
+            try:
+                claimed = self.search.claim()
+            except TargetReached as full:
+                return self._at_target(full)
             if claimed is None:
                 self.exhausted = True
                 self._log_stop()
@@ -277,6 +345,33 @@ class RoundRunner:
                     leases.release(self.storage, self.study_id, trial, leases.INTERRUPTED)
             logger.warning("Interrupted: the study is consistent; resume to continue.")
             return False
+        return True
+
+    def _at_target(self, full: TargetReached) -> bool:
+        """The study holds its target of finished and running rounds: stop when they are all
+        finished; else wait for them, re-queuing those whose worker died (False: stop)."""
+        if full.finished >= full.limit:
+            stored = self.storage.get_study_user_attrs(self.study_id).get(ATTR + "n_permutations")
+            if isinstance(stored, int) and stored > full.limit:
+                # Someone raised the target (limen resume -n) while this worker ran.
+                self.plan.n_permutations = self.search.target = stored
+                return True
+            logger.info(
+                "The study holds its target of %d finished rounds: this worker stops.", full.limit
+            )
+            return False
+        if not self._waiting_logged:
+            logger.info(
+                "Target reached with %d rounds still running in other workers: waiting for them.",
+                full.running,
+            )
+            self._waiting_logged = True
+        time.sleep(TARGET_POLL_S)
+        # Reaping reads the study's running and lost rounds: once a second is soon enough.
+        if time.monotonic() >= self._next_wait_reap:
+            self._next_wait_reap = time.monotonic() + TARGET_REAP_S
+            if leases.reap(self.storage, self.study_id):
+                self.search.requeued()
         return True
 
     def _log_stop(self) -> None:
@@ -497,7 +592,7 @@ class RoundRunner:
 
     # -------------------------------------------------------------- finish
 
-    def _publish(self) -> None:
+    def publish(self) -> None:
         """Fill the loop's public attributes from the study (the source of truth)."""
         if self.storage is None:
             return

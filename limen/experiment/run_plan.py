@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from limen.adapters.storage import default_storage_url
+from limen.adapters.storage import default_storage_url, is_sqlite
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.records import RESERVED_COLUMNS
 from limen.experiment.search_strategy import SearchStrategy, make_strategy
@@ -44,6 +44,10 @@ class RunPlan:
     storage_url: str
     objective: list[tuple[str, str]] | None
     strategy: SearchStrategy
+    n_jobs: int = 1
+    shared: bool = False
+    follow_target: bool = False
+    fleet: bool = False
 
 
 def plan_run(loop: Any, **kw: Any) -> RunPlan:
@@ -63,10 +67,16 @@ def plan_run(loop: Any, **kw: Any) -> RunPlan:
         )
     for flag in ("random_search", "maintain_details", "progress_bar"):
         check_bool(flag, kw[flag])
-    if kw["resume"] not in (True, False, "force"):
+    if kw["resume"] not in (True, False, "force", "auto"):
         raise ValueError(
-            "The 'resume' parameter of UniversalExperimentLoop.run must be True, False or "
-            f"'force'. Got {kw['resume']!r} instead."
+            "The 'resume' parameter of UniversalExperimentLoop.run must be True, False, "
+            f"'force' or 'auto'. Got {kw['resume']!r} instead."
+        )
+    n_jobs = kw.get("n_jobs", 1)
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 0:
+        raise ValueError(
+            "The 'n_jobs' parameter of UniversalExperimentLoop.run must be an int >= 0 (0: "
+            f"create the study and run nothing). Got {n_jobs!r} instead."
         )
     prep_each_round = _resolve_prep_each_round(loop, kw["prep_each_round"], kw)
     params = _resolve_params(loop, kw["params"])
@@ -101,6 +111,7 @@ def plan_run(loop: Any, **kw: Any) -> RunPlan:
     experiment_dir = loop.experiment_dir or Path("limen-runs") / name
     objective = loop._objective or getattr(loop.manifest, "objective", None)
     storage_url = loop.storage_url or default_storage_url(experiment_dir)
+    check_workers(n_jobs, storage_url, allow_sqlite=kw.get("allow_sqlite_workers", False))
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**31)
     return RunPlan(
@@ -123,7 +134,30 @@ def plan_run(loop: Any, **kw: Any) -> RunPlan:
         strategy=make_run_strategy(
             loop, loop._strategy_config, params, objective, seed=seed, shuffle=kw["random_search"]
         ),
+        n_jobs=n_jobs,
+        # Workers on one study stop on the study's count, which a shared run reads inside each
+        # claim; a single process on SQLite counts its own rounds and skips that read.
+        shared=bool(kw.get("worker")) or n_jobs > 1 or not is_sqlite(storage_url),
+        follow_target=bool(kw.get("worker")),
+        # Started as one of several workers (``work``, or forked by ``n_jobs > 1``).
+        fleet=bool(kw.get("worker")) or n_jobs > 1,
     )
+
+
+def check_workers(n_jobs: int, storage_url: str, *, allow_sqlite: bool) -> None:
+    """Refuse several worker processes on SQLite unless forced.
+
+    SQLite serialises every write behind one file lock: workers queue for it instead of
+    running side by side, and a network file system can corrupt the file. PostgreSQL and
+    MySQL/MariaDB are the storages for many workers.
+    """
+    if n_jobs > 1 and is_sqlite(storage_url) and not allow_sqlite:
+        raise ValueError(
+            f"The 'n_jobs' parameter of UniversalExperimentLoop.run is {n_jobs}, but the study "
+            "is in SQLite, which serialises every write and is for one process. Use a "
+            "PostgreSQL (or MySQL/MariaDB) storage, e.g. storage='postgresql+psycopg://user@host"
+            "/db', or pass allow_sqlite_workers=True (CLI: --force) to run them anyway."
+        )
 
 
 def _resolve_prep_each_round(loop: Any, value: bool | None, kw: Mapping[str, Any]) -> bool:

@@ -8,6 +8,9 @@ resume needs to rebuild the run (``study_attrs``) and ``metadata.json`` for peop
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,10 +27,13 @@ from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
 from limen.experiment.records import METADATA_JSON, RESULTS_CSV, ROUND_DATA_JSONL
+from limen.experiment.reducer import make_reducers
+from limen.experiment.reducer.registry import reducer_config
 from limen.experiment.run_plan import RunPlan, make_run_strategy
 from limen.sfd.loader import check_source
 
 ATTR = "limen:"
+DEFAULT_FEEDBACK_INTERVAL = 100
 EXPERIMENT_FILES = (RESULTS_CSV, ROUND_DATA_JSONL, METADATA_JSON)
 
 
@@ -103,11 +109,16 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
         config = dict(record)
     plan.seed = record.get("seed", plan.seed)
     plan.random_search = record.get("shuffle", plan.random_search)
+    if plan.fleet and isinstance(config, dict) and config.get("name") != "grid":
+        # Workers sharing a study would propose the same points from the same seed; the grid
+        # keeps one order, so workers take its combinations one after another.
+        config = {**config, "seed": worker_seed(config.get("seed", plan.seed))}
     plan.strategy = make_run_strategy(
         loop, config, plan.params, plan.objective, seed=plan.seed, shuffle=plan.random_search
     )
     if loop._pruner is None and attrs.get(ATTR + "pruner") is not None:
         loop._pruner = attrs[ATTR + "pruner"]
+    restore_feedback_config(loop, attrs.get(ATTR + "feedback"))
     stored = {
         "parameter space": attrs.get(ATTR + "space_hash"),
         "SFD": attrs.get(ATTR + "sfd_module"),
@@ -123,6 +134,29 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
         "forced": bool(changed),
         "changed": {name: {"stored": stored[name], "now": current[name]} for name in changed},
     }
+
+
+def worker_seed(seed: int | None) -> int:
+    """A seed of this worker's own, derived from the study's seed, this host and this pid."""
+    mixed = f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()
+    return int.from_bytes(hashlib.sha256(mixed).digest()[:4], "big") % 2**31
+
+
+def restore_feedback_config(loop: Any, stored: Any) -> None:
+    """Rebuild the stored reducers and feedback interval when this run names no reducers."""
+    if not isinstance(stored, Mapping) or loop.pruning_strategies:
+        return
+    configs = [c for c in stored.get("reducers") or [] if isinstance(c, Mapping)]
+    loop.pruning_strategies = make_reducers(configs)
+    interval = stored.get("interval")
+    if loop.feedback_interval == DEFAULT_FEEDBACK_INTERVAL and isinstance(interval, int):
+        loop.feedback_interval = interval
+
+
+def feedback_record(loop: Any) -> dict[str, Any]:
+    """The feedback config kept in the study: the interval and each storable reducer."""
+    configs = [reducer_config(r) for r in loop.pruning_strategies]
+    return {"interval": loop.feedback_interval, "reducers": [c for c in configs if c]}
 
 
 def strategy_record(plan: RunPlan) -> dict[str, Any]:
@@ -168,6 +202,7 @@ def study_attrs(loop: Any, plan: RunPlan) -> dict[str, Any]:
         ATTR + "context_params": {k: value_token(v) for k, v in plan.context_params.items()},
         ATTR + "n_permutations": plan.n_permutations,
         ATTR + "test_mode": loop.test_mode,
+        ATTR + "feedback": feedback_record(loop),
     }
 
 

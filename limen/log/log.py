@@ -22,9 +22,12 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import InMemoryStorage
+from optuna.storages._rdb.models import TrialHeartbeatModel
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
+from sqlalchemy import select
 
+from limen.adapters.leases import OWNER
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
 from limen.experiment.identity import value_token
 from limen.experiment.round_warnings import convergence_report
@@ -51,6 +54,30 @@ CORRELATION_METHODS = ("spearman", "pearson")
 EXPORT_FORMATS = ("csv", "parquet")
 RATE_WINDOW = 100
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+@dataclass(frozen=True)
+class WorkerActivity:
+    """What one worker process did in the study.
+
+    Attributes:
+        host: The worker's host name.
+        pid: Its process id.
+        finished: Rounds it finished.
+        running: Rounds it runs now.
+        rounds_per_minute: Its rate between its first start and its last finished round.
+        last_seen: Its latest round start or finish.
+        last_heartbeat: The latest lease heartbeat of a round it runs now (None when it runs
+            none, or the storage keeps no heartbeats).
+    """
+
+    host: str
+    pid: int | None
+    finished: int
+    running: int
+    rounds_per_minute: float | None
+    last_seen: datetime | None
+    last_heartbeat: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -362,6 +389,34 @@ class Log:
                 eta = remaining * mean_time
         return Progress(states, interrupted, len(finished), target, rate, mean_time, eta)
 
+    def workers(self) -> list[WorkerActivity]:
+        """Rounds per worker process (the ``limen:owner`` of each trial), busiest first."""
+        groups: dict[tuple[str, Any], list[FrozenTrial]] = {}
+        for trial in self.trials:
+            owner = trial.system_attrs.get(OWNER)
+            if isinstance(owner, dict):
+                key = (str(owner.get("host")), owner.get("pid"))
+                groups.setdefault(key, []).append(trial)
+        beats = self._heartbeats()
+        activity = [
+            _worker_activity(host, pid, trials, beats) for (host, pid), trials in groups.items()
+        ]
+        return sorted(activity, key=lambda a: (-a.finished, a.host, str(a.pid)))
+
+    def _heartbeats(self) -> dict[int, datetime]:
+        """The lease heartbeat of each RUNNING trial, by trial id (an RDB storage only)."""
+        running = [t._trial_id for t in self.trials if t.state == TrialState.RUNNING]
+        storage = self.study._storage
+        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+        if not running or engine is None:
+            return {}
+        beats = TrialHeartbeatModel
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(beats.trial_id, beats.heartbeat).where(beats.trial_id.in_(running))
+            ).all()
+        return {int(trial_id): beat for trial_id, beat in rows}
+
     # --------------------------------------------------------------------------- plots
 
     def plot(
@@ -514,6 +569,29 @@ def _cohort_correlations(
         return frame
     order = frame["corr_med"].abs().sort_values(ascending=False, kind="mergesort").index
     return frame.loc[order].reset_index(drop=True)
+
+
+def _worker_activity(
+    host: str, pid: Any, trials: Sequence[FrozenTrial], beats: dict[int, datetime]
+) -> WorkerActivity:
+    finished = [t for t in trials if is_finished_round(t)]
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in finished if t.datetime_complete is not None]
+    rate = None
+    if starts and ends:
+        minutes = (max(ends) - min(starts)).total_seconds() / 60
+        rate = len(finished) / minutes if minutes > 0 else None
+    moments = [*starts, *ends]
+    heartbeats = [beats[t._trial_id] for t in trials if t._trial_id in beats]
+    return WorkerActivity(
+        host=host,
+        pid=pid if isinstance(pid, int) else None,
+        finished=len(finished),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        rounds_per_minute=rate,
+        last_seen=max(moments) if moments else None,
+        last_heartbeat=max(heartbeats) if heartbeats else None,
+    )
 
 
 def _recent_rate(finished: Sequence[FrozenTrial]) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,3 +58,23 @@ def make_reducers(configs: Sequence[Any] | None) -> list[PruningStrategy]:
             f"config dicts. Got {configs!r} instead."
         )
     return [make_reducer(config) for config in configs]
+
+
+def reducer_config(reducer: PruningStrategy) -> dict[str, Any] | None:
+    """The config dict that rebuilds ``reducer`` (stored in the study so a resume or a worker
+    gets the same reducers), or None for a reducer outside the registry or whose arguments are
+    not all kept as plain attributes."""
+    names = [name for name, cls in REDUCER_REGISTRY.items() if type(reducer) is cls]
+    if not names:
+        return None
+    config: dict[str, Any] = {"name": names[0]}
+    for param in inspect.signature(type(reducer).__init__).parameters.values():
+        if param.name == "self":
+            continue
+        if not hasattr(reducer, param.name):
+            return None
+        value = getattr(reducer, param.name)
+        if not isinstance(value, str | int | float | bool | list | tuple | type(None)):
+            return None
+        config[param.name] = list(value) if isinstance(value, tuple) else value
+    return config
