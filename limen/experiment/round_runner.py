@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import optuna
+from optuna.exceptions import StorageInternalError
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -65,6 +66,8 @@ from limen.experiment.walk_forward import write_round_outputs
 logger = logging.getLogger(__name__)
 
 FEEDBACK_ATTR = ATTR + "feedback_state"
+# Rounds in a row that the database may fail (each re-queued) before the run gives up.
+MAX_STORAGE_FAILURES = 10
 INTERVENTIONS_JSON = "interventions.json"
 
 
@@ -88,6 +91,7 @@ class RoundRunner:
         self.exhausted = False
         self.feedback: FeedbackController | None = None
         self.round_warnings = RoundWarnings()
+        self._storage_failures = 0
 
     # ----------------------------------------------------------- lifecycle
 
@@ -310,11 +314,34 @@ class RoundRunner:
         except optuna.TrialPruned as exc:
             self._store_pruned(claimed, round_params, reporter, exc, started)
             return True
+        except StorageInternalError as exc:
+            # The lease or a report() could not reach the database: not the SFD's failure.
+            self._requeue_after_storage_error(claimed, exc)
+            return False
         except Exception as exc:
             self._store_failure(claimed, round_params, exc, started)
             return True
         self._store_success(claimed, round_params, results, values, started)
         return True
+
+    def _requeue_after_storage_error(
+        self, claimed: ClaimedRound, exc: StorageInternalError
+    ) -> None:
+        """End a round the database failed as an attempt whose parameters run again.
+
+        Raises the error once ``MAX_STORAGE_FAILURES`` rounds in a row failed this way: the
+        database is not coming back, and retrying forever would hide it.
+        """
+        self._storage_failures += 1
+        if self._storage_failures > MAX_STORAGE_FAILURES:
+            raise exc
+        logger.warning(
+            "Round %d lost its database connection (%s); it runs again.", claimed.number, exc
+        )
+        trial = self.storage.get_trial(claimed.trial_id)
+        if trial.state == TrialState.RUNNING:
+            leases.release(self.storage, self.study_id, trial, leases.STORAGE_ERROR)
+        self.search.requeued()
 
     def _evaluate(self, round_params: dict[str, Any]) -> dict[str, Any]:
         plan = self.plan
@@ -435,6 +462,7 @@ class RoundRunner:
             stored[trial_attrs.ERROR_TYPE] = type(error).__name__
             stored[trial_attrs.ERROR_MESSAGE] = str(error)
         self.storage.finish_trial(claimed.trial_id, state, values, stored)
+        self._storage_failures = 0
         self.search.finished(claimed, state, values)
         row = results_row(
             round_id=claimed.round_id,
