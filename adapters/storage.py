@@ -85,7 +85,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
@@ -231,7 +231,7 @@ def open_storage(url: str, *, sqlite_synchronous: str | None = None) -> LimenSto
         path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            return LimenStorage(url, sqlite_synchronous=sqlite_synchronous)
+            storage = LimenStorage(url, sqlite_synchronous=sqlite_synchronous)
         except DBAPIError as exc:
             if _failure_kind(exc) is None or attempt == MAX_ATTEMPTS:
                 error = exc
@@ -249,6 +249,9 @@ def open_storage(url: str, *, sqlite_synchronous: str | None = None) -> LimenSto
         except SQLAlchemyError as exc:
             error = exc
             break
+        else:
+            _logger.debug("Opened the storage %s.", redact_url(url))
+            return storage
     raise _open_error(error, url)
 
 
@@ -305,7 +308,7 @@ class LimenStorage(RDBStorage):
         self._backend = _backend_of(self.engine)
         # (study_id, parameter name) -> a distribution the study has committed for that name.
         self._distributions: dict[tuple[int, str], BaseDistribution] = {}
-        self._install_sqlite_tuning()
+        self._install_listeners()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.url)!r})"
@@ -317,9 +320,10 @@ class LimenStorage(RDBStorage):
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
-        self._install_sqlite_tuning()
+        self._install_listeners()
 
-    def _install_sqlite_tuning(self) -> None:
+    def _install_listeners(self) -> None:
+        event.listen(self.engine, "handle_error", _log_replaced_connection)
         if sqlite_path(self.url) is None:
             return
         event.listen(self.engine, "connect", self._tune_sqlite_connection)
@@ -1312,6 +1316,17 @@ def _failure_kind(exc: DBAPIError) -> str | None:
         or errno in _MYSQL_LOST_ERRNOS
     )
     return _LOST if lost else None
+
+
+def _log_replaced_connection(context: ExceptionContext) -> None:
+    """Log a pooled connection found closed by the server when checked out (pre-ping)."""
+    if context.is_pre_ping and context.is_disconnect:
+        orig = context.original_exception
+        _logger.warning(
+            "Storage: retrying with a new connection after the database closed one (%s: %s).",
+            type(orig).__name__,
+            (str(orig).strip().splitlines() or [""])[0],
+        )
 
 
 def _describe(exc: DBAPIError) -> str:

@@ -45,7 +45,6 @@ from limen.experiment.records import (
     append_jsonl,
     results_row,
     round_record,
-    write_json_atomic,
 )
 from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
@@ -53,12 +52,14 @@ from limen.experiment.run_plan import RunPlan
 from limen.experiment.search_strategy import SearchStrategy
 from limen.experiment.study_setup import (
     ATTR,
+    RECREATE,
+    TAKE_OVER,
     check_resumable,
     create_study,
     guard_fresh,
-    metadata,
     set_metric_names,
     validate_resume,
+    write_metadata,
 )
 from limen.experiment.walk_forward import trial_attrs as fold_attrs
 from limen.experiment.walk_forward import write_round_outputs
@@ -115,24 +116,26 @@ class RoundRunner:
     def _open(self) -> None:
         plan = self.plan
         directory = plan.experiment_dir
-        discard_unfinished = False
+        start = None
         if plan.resume:
             check_resumable(plan)
         else:
-            discard_unfinished = guard_fresh(plan)
+            start = guard_fresh(self.loop, plan)
         directory.mkdir(parents=True, exist_ok=True)
         self.storage = open_storage(plan.storage_url)
-        if plan.resume:
+        if plan.resume or start == TAKE_OVER:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
             details = validate_resume(
                 self.loop, plan, self.storage.get_study_user_attrs(self.study_id)
             )
             self._audit("resume", **details)
+            if not (directory / METADATA_JSON).exists():
+                write_metadata(self.loop, plan)
         else:
             self.study_id = create_study(
-                self.loop, plan, self.storage, discard_unfinished=discard_unfinished
+                self.loop, plan, self.storage, discard_unfinished=start == RECREATE
             )
-            write_json_atomic(directory / METADATA_JSON, metadata(self.loop, plan))
+            write_metadata(self.loop, plan)
         self.objective = plan.objective
         self.pruning_study = optuna.load_study(
             study_name=plan.experiment_name,
