@@ -23,11 +23,14 @@ from pathlib import Path
 import optuna
 import pytest
 import sqlalchemy
+from optuna.distributions import FloatDistribution
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 import toy_sfd
 from limen.adapters.leases import STORAGE_ERROR
+from limen.adapters.storage import LimenStorage
 from limen.adapters.trials import ATTEMPT, ERROR_TYPE, ROUND_ID, is_finished_round
 from limen.experiment import UniversalExperimentLoop
 from limen.experiment.records import METADATA_JSON
@@ -304,3 +307,93 @@ def test_a_fresh_run_refuses_an_empty_study_set_up_for_another_experiment(tmp_pa
     )
     with pytest.raises(FileExistsError, match=r"holds no rounds yet.*strategy.*resume='force'"):
         other.run("toy", n_permutations=4, progress_bar=False)
+
+
+SLOW_COMMIT = """
+CREATE OR REPLACE FUNCTION limen_test_slow_commit() RETURNS trigger AS $$
+BEGIN PERFORM pg_sleep(1.0); RETURN NULL; END $$ LANGUAGE plpgsql;
+CREATE CONSTRAINT TRIGGER limen_test_slow_commit AFTER INSERT OR UPDATE ON trials
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.study_id = {study_id})
+EXECUTE FUNCTION limen_test_slow_commit();
+"""
+IN_COMMIT = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid() AND query = 'COMMIT' AND wait_event = 'PgSleep'"
+)
+
+
+@contextmanager
+def commits_killed_once(url: str, study_id: int) -> Iterator[threading.Event]:
+    """Make the study's trial writes sleep inside COMMIT and kill the first one caught there."""
+    assert make_url(url).host == "127.0.0.1", "only a local server is touched"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(SLOW_COMMIT.format(study_id=int(study_id)))
+    killed = threading.Event()
+
+    def kill_once() -> None:
+        deadline = time.monotonic() + 20
+        with admin.connect() as conn:
+            while time.monotonic() < deadline:
+                pids = [row[0] for row in conn.exec_driver_sql(IN_COMMIT)]
+                if pids:
+                    conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pids[0])})")
+                    killed.set()
+                    return
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=kill_once, daemon=True)
+    thread.start()
+    try:
+        yield killed
+    finally:
+        thread.join()
+        with admin.connect() as conn:
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS limen_test_slow_commit ON trials")
+            conn.exec_driver_sql("DROP FUNCTION IF EXISTS limen_test_slow_commit()")
+        admin.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_round_claim_whose_commit_loses_its_connection_creates_the_round_once(
+    empty_postgres_url, caplog
+):
+    storage = LimenStorage(empty_postgres_url)
+    study_id = storage.create_new_study([StudyDirection.MAXIMIZE], "claim-in-doubt")
+    spec = ({"x": 0.5}, {"x": FloatDistribution(0.0, 1.0)}, {ROUND_ID: "r1"}, {"owner": "me"})
+    caplog.set_level(logging.WARNING)
+    with commits_killed_once(empty_postgres_url, study_id) as killed:
+        created, _ = storage.claim_new_round(
+            study_id, spec, id_key=ROUND_ID, round_id="r1", after_trial_id=-1
+        )
+    assert killed.is_set()
+    trials = storage.get_all_trials(study_id)
+    assert [(t._trial_id, t.number, t.state) for t in trials] == [
+        (created[0], 0, TrialState.RUNNING)
+    ]
+    retried = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Storage: retrying claiming round") for m in retried)
+    storage.engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_finish_whose_commit_loses_its_connection_is_stored_once(empty_postgres_url, caplog):
+    storage = LimenStorage(empty_postgres_url)
+    study_id = storage.create_new_study([StudyDirection.MAXIMIZE], "finish-in-doubt")
+    trial_id, _ = storage.create_running_trial(
+        study_id, {"x": 0.5}, {"x": FloatDistribution(0.0, 1.0)}
+    )
+    caplog.set_level(logging.WARNING)
+    with commits_killed_once(empty_postgres_url, study_id) as killed:
+        storage.finish_trial(trial_id, TrialState.COMPLETE, [0.75], {"score": 0.75})
+    assert killed.is_set()
+    trial = storage.get_trial(trial_id)
+    assert (trial.state, trial.values, trial.user_attrs) == (
+        TrialState.COMPLETE,
+        [0.75],
+        {"score": 0.75},
+    )
+    assert any(r.getMessage().startswith("Storage: retrying finishing") for r in caplog.records)
+    storage.engine.dispose()
