@@ -19,9 +19,14 @@ Concurrency: a new trial takes its number (gap-free, unique per study) while hol
 study row, as Optuna does (``SELECT ... FOR UPDATE`` on PostgreSQL and MySQL/MariaDB; SQLite
 transactions start with ``BEGIN IMMEDIATE``, which serialises writers). The study-wide counters
 of ``claim_sequence`` (study system attrs ``limen:seq:<key>``) change under the same lock.
-Deadlocks, serialisation failures, lock timeouts and connections lost before the commit are
-retried a bounded number of times; a connection lost during the commit is reported, not retried,
-because the write may or may not have landed.
+Transient failures: deadlocks, serialisation failures, lock timeouts, SQLite busy errors and lost
+connections are retried a bounded number of times with backoff, reads as well as writes, each
+retry logged as a warning. A connection lost *during* a commit leaves the write in doubt: the
+round-sized writes then check, on a new connection, whether it landed (``claim_new_round`` looks
+for its round id and owner, ``finish_trial`` for the finished state) before running it again,
+upserts simply run again, and the other writes report the doubt as ``StorageInternalError``.
+Pools are small (``POOL_SIZE`` + ``POOL_OVERFLOW`` connections per process, pre-pinged), so many
+worker processes fit in one server's connection limit.
 
 SQLite tuning: every connection uses the WAL journal, ``synchronous=NORMAL`` and a busy timeout.
 WAL lets readers (the dashboard, a second worker) run beside the writer, and ``NORMAL`` skips the
