@@ -11,6 +11,7 @@ leaves a study that the same command, or a resume, continues.
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ import toy_sfd
 from limen.adapters.leases import STORAGE_ERROR
 from limen.adapters.storage import LimenStorage
 from limen.adapters.trials import ATTEMPT, ERROR_TYPE, ROUND_ID, is_finished_round
+from limen.cli import main
 from limen.experiment import UniversalExperimentLoop
 from limen.experiment.records import METADATA_JSON
 
@@ -397,3 +399,40 @@ def test_a_finish_whose_commit_loses_its_connection_is_stored_once(empty_postgre
     )
     assert any(r.getMessage().startswith("Storage: retrying finishing") for r in caplog.records)
     storage.engine.dispose()
+
+
+CLI_STARTUP = """
+import logging, os, signal, sys
+from limen.cli import main
+
+class StopAt(logging.Handler):
+    def emit(self, record):
+        if {step!r} in record.getMessage():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+logging.getLogger("limen").addHandler(StopAt())
+logging.getLogger("limen").setLevel(logging.DEBUG)
+sys.exit(main({args!r}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+@pytest.mark.parametrize("step", ["study set up, no metadata.json", "metadata.json, no round"])
+def test_limen_run_again_continues_a_start_up_killed_at_each_step(
+    request, tmp_path, monkeypatch, backend, step
+):
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--sfd", "logreg_binary", "--test-mode", "-n", "3", "--no-progress",
+            "--experiment-dir", "exp"]  # fmt: skip
+    if backend == "postgres":
+        args += ["--storage", request.getfixturevalue("empty_postgres_url")]
+    script = CLI_STARTUP.format(step=STEPS[step], args=args)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    assert main(args) == 0
+    url = args[-1] if backend == "postgres" else "sqlite:///exp/study.db"
+    assert_exact_study(url, "exp", 3)
+    assert (tmp_path / "exp" / METADATA_JSON).exists()
