@@ -118,8 +118,8 @@ _SQLITE_RETRY_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
 _PG_CONNECTION_CLASS = "08"
 _PG_SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 _MYSQL_LOST_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
-# Connections per worker process: the loop's thread and the lease thread, plus a little slack;
-# a hundred workers then stay well inside a server's usual connection limit.
+# Connections per worker process: the loop's thread and the lease thread, plus a little slack
+# under load, so many workers fit in one server's connection limit.
 POOL_SIZE = 2
 POOL_OVERFLOW = 3
 # Above this many unfinished trial ids, a cached read asks for a range instead of an IN list
@@ -985,12 +985,12 @@ class LimenStorage(RDBStorage):
                 _pause_before_retry(what, exc, attempt)
         raise AssertionError("unreachable")
 
-    def _retrying(self, call: Callable[[], _T], what: str, *, in_doubt_ok: bool = True) -> _T:
+    def _retrying(self, call: Callable[[], _T], what: str) -> _T:
         """Run one of Optuna's own storage methods, retrying when its database connection broke.
 
         Optuna turns database errors into ``StorageInternalError``; the cause tells whether the
-        failure was transient. Only reads and idempotent writes come through here
-        (``in_doubt_ok``); the others say how to settle a write left in doubt themselves.
+        failure was transient. Only reads and writes that may run twice come through here
+        (``create_new_study`` and ``delete_study`` settle a write in doubt themselves).
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -998,7 +998,7 @@ class LimenStorage(RDBStorage):
             except StorageInternalError as exc:
                 cause = exc.__cause__
                 transient = isinstance(cause, DBAPIError) and _failure_kind(cause) is not None
-                if not transient or not in_doubt_ok or attempt == MAX_ATTEMPTS:
+                if not transient or attempt == MAX_ATTEMPTS:
                     raise
                 _pause_before_retry(what, cause, attempt)
         raise AssertionError("unreachable")

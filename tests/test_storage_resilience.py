@@ -436,3 +436,31 @@ def test_limen_run_again_continues_a_start_up_killed_at_each_step(
     url = args[-1] if backend == "postgres" else "sqlite:///exp/study.db"
     assert_exact_study(url, "exp", 3)
     assert (tmp_path / "exp" / METADATA_JSON).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_queued_round_whose_start_loses_its_connection_is_started_once(
+    empty_postgres_url, caplog
+):
+    storage = LimenStorage(empty_postgres_url)
+    study_id = storage.create_new_study([StudyDirection.MAXIMIZE], "start-in-doubt")
+    waiting = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0.0, 1.0)},
+        user_attrs={ROUND_ID: "r1"},
+    )
+    trial_id = storage.create_new_trial(study_id, template_trial=waiting)
+    caplog.set_level(logging.WARNING)
+    with commits_killed_once(empty_postgres_url, study_id) as killed:
+        started = storage.start_waiting_round(
+            study_id, trial_id, params=[], user_attrs={ROUND_ID: "r1"},
+            system_attrs={"owner": "me"}, id_key=ROUND_ID, exclude_key=ATTEMPT,
+        )  # fmt: skip
+    assert killed.is_set()
+    assert started == (True, None)
+    trial = storage.get_trial(trial_id)
+    assert (trial.state, trial.system_attrs) == (TrialState.RUNNING, {"owner": "me"})
+    assert any(r.getMessage().startswith("Storage: retrying starting") for r in caplog.records)
+    storage.engine.dispose()
