@@ -23,9 +23,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import func, select
 
 from limen.adapters.storage import LimenStorage
 from limen.adapters.trials import ATTEMPT, ROUND_ID
@@ -38,7 +36,8 @@ OWNER = "limen:owner"
 RETRY_OF = "limen:retry_of"
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted"
-REQUEUED = (LEASE_EXPIRED, INTERRUPTED)
+STORAGE_ERROR = "storage error"
+REQUEUED = (LEASE_EXPIRED, INTERRUPTED, STORAGE_ERROR)
 
 
 def owner_record() -> dict[str, Any]:
@@ -112,7 +111,7 @@ def expired_trials(
     running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
-    ages = _heartbeat_ages(storage, [t._trial_id for t in running])
+    ages = storage.heartbeat_ages([t._trial_id for t in running])
     me = owner_record()
     expired = []
     for trial in running:
@@ -129,17 +128,6 @@ def expired_trials(
         if local_and_dead or (age is not None and age > grace):
             expired.append(trial)
     return expired
-
-
-def _heartbeat_ages(storage: LimenStorage, trial_ids: list[int]) -> dict[int, float]:
-    beats = models.TrialHeartbeatModel
-    with storage.engine.connect() as conn:
-        now = conn.execute(select(func.now())).scalar_one()
-        rows = conn.execute(
-            select(beats.trial_id, beats.heartbeat).where(beats.trial_id.in_(trial_ids))
-        ).all()
-    now = now.replace(tzinfo=None)
-    return {trial_id: (now - beat.replace(tzinfo=None)).total_seconds() for trial_id, beat in rows}
 
 
 def _alive(owner: dict[str, Any]) -> bool:

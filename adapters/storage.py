@@ -19,9 +19,14 @@ Concurrency: a new trial takes its number (gap-free, unique per study) while hol
 study row, as Optuna does (``SELECT ... FOR UPDATE`` on PostgreSQL and MySQL/MariaDB; SQLite
 transactions start with ``BEGIN IMMEDIATE``, which serialises writers). The study-wide counters
 of ``claim_sequence`` (study system attrs ``limen:seq:<key>``) change under the same lock.
-Deadlocks, serialisation failures, lock timeouts and connections lost before the commit are
-retried a bounded number of times; a connection lost during the commit is reported, not retried,
-because the write may or may not have landed.
+Transient failures: deadlocks, serialisation failures, lock timeouts, SQLite busy errors and lost
+connections are retried a bounded number of times with backoff, reads as well as writes, each
+retry logged as a warning. A connection lost *during* a commit leaves the write in doubt: the
+round-sized writes then check, on a new connection, whether it landed (``claim_new_round`` looks
+for its round id and owner, ``finish_trial`` for the finished state) before running it again,
+upserts simply run again, and the other writes report the doubt as ``StorageInternalError``.
+Pools are small (``POOL_SIZE`` + ``POOL_OVERFLOW`` connections per process, pre-pinged), so many
+worker processes fit in one server's connection limit.
 
 SQLite tuning: every connection uses the WAL journal, ``synchronous=NORMAL`` and a busy timeout.
 WAL lets readers (the dashboard, a second worker) run beside the writer, and ``NORMAL`` skips the
@@ -66,9 +71,11 @@ from optuna.distributions import (
     distribution_to_json,
     json_to_distribution,
 )
-from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.exceptions import DuplicatedStudyError, StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
+from optuna.study import StudyDirection
+from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import (
     ColumnElement,
@@ -84,7 +91,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
@@ -95,14 +102,27 @@ SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 SEQUENCE_ATTR_PREFIX = "limen:seq:"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
 
-MAX_ATTEMPTS = 6
+MAX_ATTEMPTS = 8
 _BACKOFF_BASE_S = 0.02
-_BACKOFF_CAP_S = 1.0
+_BACKOFF_CAP_S = 2.0
+# How a failed statement can be retried: its transaction was rolled back (run it again), or the
+# connection was lost (run it again on a new one, unless the loss came during the commit).
+_ROLLED_BACK = "rolled back"
+_LOST = "connection lost"
 # PostgreSQL SQLSTATEs and MySQL/MariaDB error numbers after which the transaction was rolled
 # back and can simply be run again.
 _PG_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 _MYSQL_RETRY_ERRNOS = frozenset({1205, 1213})
 _SQLITE_RETRY_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+# Lost connections: PostgreSQL's class 08 and the server ending the session (administrator
+# command, crash, start-up); MySQL/MariaDB's killed connection, gone away, lost, broken pipe.
+_PG_CONNECTION_CLASS = "08"
+_PG_SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_MYSQL_LOST_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
+# Connections per worker process: the loop's thread and the lease thread, plus a little slack
+# under load, so many workers fit in one server's connection limit.
+POOL_SIZE = 2
+POOL_OVERFLOW = 3
 # Above this many unfinished trial ids, a cached read asks for a range instead of an IN list
 # (SQLite and the drivers cap the number of bound parameters).
 _MAX_LISTED_TRIAL_IDS = 500
@@ -221,14 +241,39 @@ def open_storage(url: str, *, sqlite_synchronous: str | None = None) -> LimenSto
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return LimenStorage(url, sqlite_synchronous=sqlite_synchronous)
-    except SQLAlchemyError as exc:
-        message = _scrub_secret(str(exc), url)
-        error = StorageInternalError(f"Cannot open the storage {redact_url(url)}: {message}")
-        if message != str(exc):
-            raise error from None
-        raise error from exc
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            storage = LimenStorage(url, sqlite_synchronous=sqlite_synchronous)
+        except DBAPIError as exc:
+            if _failure_kind(exc) is None or attempt == MAX_ATTEMPTS:
+                error = exc
+                break
+            _pause_before_retry(f"opening the storage {redact_url(url)}", exc, attempt)
+        except StorageInternalError as exc:
+            # Optuna's schema check reports a broken connection this way.
+            cause = exc.__cause__
+            if not isinstance(cause, DBAPIError) or _failure_kind(cause) is None:
+                raise
+            if attempt == MAX_ATTEMPTS:
+                error = cause
+                break
+            _pause_before_retry(f"opening the storage {redact_url(url)}", cause, attempt)
+        except SQLAlchemyError as exc:
+            error = exc
+            break
+        else:
+            _logger.debug("Opened the storage %s.", redact_url(url))
+            return storage
+    raise _open_error(error, url)
+
+
+def _open_error(exc: SQLAlchemyError, url: str) -> StorageInternalError:
+    """The error of a storage that cannot be opened, without the URL's password."""
+    message = _scrub_secret(str(exc), url)
+    error = StorageInternalError(f"Cannot open the storage {redact_url(url)}: {message}")
+    error.__cause__ = None if message != str(exc) else exc
+    error.__suppress_context__ = True
+    return error
 
 
 class LimenStorage(RDBStorage):
@@ -236,6 +281,11 @@ class LimenStorage(RDBStorage):
 
     Every overridden method keeps ``RDBStorage``'s semantics (errors, ignored duplicates,
     timestamps, the trials it returns), so it passes Optuna's storage conformance suite.
+
+    Every read and write survives transient database failures (see ``_transaction``): lost
+    connections, deadlocks, serialisation failures and SQLite busy errors are retried with
+    backoff, each retry logged as a warning. On a server, each process keeps at most
+    ``POOL_SIZE + POOL_OVERFLOW`` connections (override with ``engine_kwargs``).
 
     Args:
         url: A SQLAlchemy URL of an SQLite, PostgreSQL or MySQL/MariaDB database.
@@ -256,6 +306,11 @@ class LimenStorage(RDBStorage):
         validate_storage_url(url)
         self._sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
         engine_kwargs = dict(engine_kwargs or {})
+        if not is_sqlite(url):
+            # Checked on checkout, a connection the server dropped is replaced before use.
+            engine_kwargs.setdefault("pool_pre_ping", True)
+            engine_kwargs.setdefault("pool_size", POOL_SIZE)
+            engine_kwargs.setdefault("max_overflow", POOL_OVERFLOW)
         if sqlite_path(url) is not None:
             connect_args = engine_kwargs["connect_args"] = dict(
                 engine_kwargs.get("connect_args", {})
@@ -265,7 +320,7 @@ class LimenStorage(RDBStorage):
         self._backend = _backend_of(self.engine)
         # (study_id, parameter name) -> a distribution the study has committed for that name.
         self._distributions: dict[tuple[int, str], BaseDistribution] = {}
-        self._install_sqlite_tuning()
+        self._install_listeners()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.url)!r})"
@@ -277,9 +332,10 @@ class LimenStorage(RDBStorage):
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
-        self._install_sqlite_tuning()
+        self._install_listeners()
 
-    def _install_sqlite_tuning(self) -> None:
+    def _install_listeners(self) -> None:
+        event.listen(self.engine, "handle_error", _log_replaced_connection)
         if sqlite_path(self.url) is None:
             return
         event.listen(self.engine, "connect", self._tune_sqlite_connection)
@@ -325,7 +381,8 @@ class LimenStorage(RDBStorage):
 
         The trial row is locked first; a trial that is already finished raises
         ``UpdateFinishedTrialError`` and nothing is written. Unlike ``Study.tell``, values are not
-        checked (a NaN is not turned into FAIL): pass what ``tell`` would store.
+        checked (a NaN is not turned into FAIL): pass what ``tell`` would store. After a
+        connection lost during the commit, a trial found finished in ``state`` is this write.
         """
         if not state.is_finished():
             raise ValueError(f"finish_trial needs a finished state. Got {state!r} instead.")
@@ -338,7 +395,11 @@ class LimenStorage(RDBStorage):
             self._upsert(conn, "values", trial_id, value_rows)
             self._set_state(conn, trial_id, state)
 
-        self._transaction(work)
+        def landed(conn: Connection) -> tuple[bool, None]:
+            row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
+            return row is not None and row.state == state, None
+
+        self._transaction(work, f"finishing trial {trial_id} as {state.name}", landed=landed)
 
     def claim_sequence(self, study_id: int, key: str, count: int = 1) -> int:
         """Atomically take ``count`` positions of the study-wide counter ``key``.
@@ -357,7 +418,7 @@ class LimenStorage(RDBStorage):
             self._write_sequence(conn, study_id, attr, first + count, stored)
             return first
 
-        return self._transaction(work)
+        return self._transaction(work, f"claiming position(s) of the counter {key!r}")
 
     def claim_new_round(
         self,
@@ -379,6 +440,10 @@ class LimenStorage(RDBStorage):
         With ``limit``, nothing is written either when the study's finished and running rounds
         already reach it (``TargetReached``; see ``check_target``).
 
+        After a connection lost during the commit, a RUNNING trial created since
+        ``after_trial_id`` that holds ``round_id`` and every system attr of ``spec`` (the owner)
+        is this claim's trial, not a duplicate: the round is neither lost nor created twice.
+
         Returns:
             ``((trial_id, number) or None, [(trial_id, round id or None), ...])``: the new
             trial, or None for a duplicate; and the trials created since ``after_trial_id``.
@@ -397,7 +462,22 @@ class LimenStorage(RDBStorage):
                 return None, rows
             return self._insert_locked(conn, study_id, new), rows
 
-        created, rows = self._transaction(work)
+        def landed(
+            conn: Connection,
+        ) -> tuple[bool, tuple[tuple[int, int] | None, list[tuple[int, str | None]]]]:
+            _lock_study(conn, self._sql, study_id)
+            params = {"sid": study_id, "after": after_trial_id, "key": id_key}
+            rows = [
+                (int(tid), None if value is None else json.loads(value))
+                for tid, value in conn.execute(self._sql.round_ids_after, params)
+            ]
+            for tid, rid in rows:
+                if rid == round_id and self._is_own_running_trial(conn, tid, new.system_attrs):
+                    number = conn.execute(self._sql.trial, {"tid": tid}).one().number
+                    return True, ((tid, int(number)), rows)
+            return False, (None, rows)
+
+        created, rows = self._transaction(work, f"claiming round {round_id[:12]}", landed=landed)
         if created is not None:
             self._remember_distributions(study_id, new.params)
         return created, rows
@@ -405,11 +485,14 @@ class LimenStorage(RDBStorage):
     def round_ids(self, study_id: int, *, id_key: str) -> list[tuple[int, str | None]]:
         """``(trial_id, round id or None)`` of every trial of the study, by trial id."""
         params = {"sid": study_id, "after": -1, "key": id_key}
-        with self.engine.connect() as conn:
+
+        def read(conn: Connection) -> list[tuple[int, str | None]]:
             return [
                 (int(tid), None if value is None else json.loads(value))
                 for tid, value in conn.execute(self._sql.round_ids_after, params)
             ]
+
+        return self._read(read, "reading the round ids")
 
     def start_waiting_round(
         self,
@@ -463,7 +546,12 @@ class LimenStorage(RDBStorage):
             self._set_state(conn, trial_id, TrialState.RUNNING)
             return True, None
 
-        return self._transaction(work)
+        def landed(conn: Connection) -> tuple[bool, tuple[bool, int | None]]:
+            _lock_study(conn, self._sql, study_id)
+            started = self._is_own_running_trial(conn, trial_id, system_rows)
+            return started, (True, None)
+
+        return self._transaction(work, f"starting queued trial {trial_id}", landed=landed)
 
     def check_target(self, conn: Connection, study_id: int, limit: int | None) -> None:
         """Raise ``TargetReached`` when the study's finished plus running rounds reach ``limit``.
@@ -491,12 +579,18 @@ class LimenStorage(RDBStorage):
             self._set_state(conn, trial_id, TrialState.FAIL)
             return True
 
-        return self._transaction(work)
+        def landed(conn: Connection) -> tuple[bool, bool]:
+            row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
+            return row is not None and row.state == TrialState.FAIL, True
+
+        return self._transaction(work, f"ending queued trial {trial_id}", landed=landed)
 
     def has_waiting_trials(self, study_id: int) -> bool:
         """Whether the study holds a WAITING trial (one indexed lookup)."""
-        with self.engine.connect() as conn:
-            return conn.execute(self._sql.any_waiting, {"sid": study_id}).first() is not None
+        return self._read(
+            lambda conn: conn.execute(self._sql.any_waiting, {"sid": study_id}).first() is not None,
+            "looking for queued trials",
+        )
 
     def widen_distribution(self, study_id: int, name: str, distribution: BaseDistribution) -> None:
         """Give parameter ``name`` of every trial of the study the (wider) ``distribution``.
@@ -515,7 +609,11 @@ class LimenStorage(RDBStorage):
             )
             .values(distribution_json=distribution_to_json(distribution))
         )
-        self._transaction(lambda conn: conn.execute(statement))
+        self._transaction(
+            lambda conn: conn.execute(statement),
+            f"widening the distribution of {name!r}",
+            idempotent=True,
+        )
         self._distributions.pop((study_id, name), None)
 
     def get_sequence(self, study_id: int, key: str) -> int:
@@ -597,7 +695,10 @@ class LimenStorage(RDBStorage):
             return study_id
 
         try:
-            study_id = self._transaction(work)
+            # In doubt after a lost commit, running it again stores the value or hits the row
+            # stored the first time (an ignored integrity error).
+            what = f"setting parameter {param_name!r} of trial {trial_id}"
+            study_id = self._transaction(work, what, idempotent=True)
         except IntegrityError:
             # As in RDBStorage: a second value for the same parameter is ignored.
             return
@@ -618,8 +719,13 @@ class LimenStorage(RDBStorage):
             self._set_state(conn, trial_id, state)
             return True
 
+        def landed(conn: Connection) -> tuple[bool, bool]:
+            row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
+            return row is not None and row.state == state and state.is_finished(), True
+
         try:
-            return self._transaction(work)
+            what = f"setting trial {trial_id} to {state.name}"
+            return self._transaction(work, what, landed=landed)
         except IntegrityError:
             return False
 
@@ -640,15 +746,18 @@ class LimenStorage(RDBStorage):
         # The heartbeat is the database's clock, as in RDBStorage (``_get_stale_trial_ids``
         # compares it with the database's ``now()``).
         self._ignoring_integrity_errors(
-            lambda conn: conn.execute(self._sql.heartbeat, {"trial_id": trial_id})
+            lambda conn: conn.execute(self._sql.heartbeat, {"trial_id": trial_id}),
+            f"the heartbeat of trial {trial_id}",
         )
 
     # ----------------------------------------------------------------------------------------
     # Optuna's per-round reads, as Core queries building the same FrozenTrial objects.
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        with self.engine.connect() as conn:
-            trials = _read_trials(conn, _TRIALS.c.trial_id == trial_id)
+        trials = self._read(
+            lambda conn: _read_trials(conn, _TRIALS.c.trial_id == trial_id),
+            f"reading trial {trial_id}",
+        )
         if not trials:
             raise KeyError(models.NOT_FOUND_MSG)
         return trials[0]
@@ -675,10 +784,13 @@ class LimenStorage(RDBStorage):
             where.append(or_(trial_id.in_(sorted(included)), trial_id > trial_id_greater_than))
         elif trial_id_greater_than > -1:
             where.append(trial_id > trial_id_greater_than)
-        with self.engine.connect() as conn:
+
+        def read(conn: Connection) -> list[FrozenTrial]:
             if conn.execute(self._sql.study, {"sid": study_id}).first() is None:
                 raise KeyError(models.NOT_FOUND_MSG)
-            trials = _read_trials(conn, and_(*where))
+            return _read_trials(conn, and_(*where))
+
+        trials = self._read(read, f"reading the trials of study {study_id}")
         if len(included) > _MAX_LISTED_TRIAL_IDS:
             trials = [
                 t for t in trials if t._trial_id in included or t._trial_id > trial_id_greater_than
@@ -686,10 +798,137 @@ class LimenStorage(RDBStorage):
         return trials
 
     def delete_study(self, study_id: int) -> None:
-        super().delete_study(study_id)
+        lost = False
+
+        def delete() -> None:
+            nonlocal lost
+            try:
+                super(LimenStorage, self).delete_study(study_id)
+            except KeyError:
+                # Gone on a retry: the attempt whose commit was in doubt deleted it.
+                if not lost:
+                    raise
+            except StorageInternalError:
+                lost = True
+                raise
+
+        self._retrying(delete, f"deleting study {study_id}")
         # SQLite may give the id of the deleted study to the next one.
         for key in [key for key in self._distributions if key[0] == study_id]:
             del self._distributions[key]
+
+    # ----------------------------------------------------------------------------------------
+    # Optuna's own session-based methods, retried when the connection broke. Reads and
+    # idempotent writes (attributes are overwritten) may simply run again.
+
+    def create_new_study(
+        self, directions: Sequence[StudyDirection], study_name: str | None = None
+    ) -> int:
+        lost = False
+
+        def create() -> int:
+            nonlocal lost
+            try:
+                return super(LimenStorage, self).create_new_study(directions, study_name)
+            except DuplicatedStudyError:
+                # On a retry, the attempt whose commit was in doubt created it.
+                if not lost or study_name is None:
+                    raise
+                _logger.warning("Storage: study %r had been created before the loss.", study_name)
+                return self.get_study_id_from_name(study_name)
+            except StorageInternalError:
+                lost = True
+                raise
+
+        return self._retrying(create, f"creating study {study_name!r}")
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._retrying(
+            lambda: super(LimenStorage, self).set_study_user_attr(study_id, key, value),
+            f"setting the study attribute {key!r}",
+        )
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._retrying(
+            lambda: super(LimenStorage, self).set_study_system_attr(study_id, key, value),
+            f"setting the study system attribute {key!r}",
+        )
+
+    def set_study_user_attrs(self, study_id: int, attrs: Mapping[str, Any]) -> None:
+        """Store several study user attrs in one transaction: all of them, or none."""
+        table = models.StudyUserAttributeModel.__table__
+        rows = [{"study_id": study_id, **row} for row in _attr_rows(attrs)]
+        keys = [row["key"] for row in rows]
+
+        def work(conn: Connection) -> None:
+            _lock_study(conn, self._sql, study_id)
+            conn.execute(table.delete().where(table.c.study_id == study_id, table.c.key.in_(keys)))
+            if rows:
+                conn.execute(table.insert(), rows)
+
+        self._transaction(work, f"setting {len(rows)} study attributes", idempotent=True)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_study_id_from_name(study_name),
+            f"reading the id of study {study_name!r}",
+        )
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_study_name_from_id(study_id),
+            f"reading the name of study {study_id}",
+        )
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_study_directions(study_id),
+            f"reading the directions of study {study_id}",
+        )
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_study_user_attrs(study_id),
+            f"reading the attributes of study {study_id}",
+        )
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_study_system_attrs(study_id),
+            f"reading the system attributes of study {study_id}",
+        )
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_all_studies(), "reading the studies"
+        )
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_trial_id_from_study_id_trial_number(
+                study_id, trial_number
+            ),
+            f"reading the id of trial number {trial_number}",
+        )
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return self._retrying(
+            lambda: super(LimenStorage, self).get_best_trial(study_id),
+            f"reading the best trial of study {study_id}",
+        )
+
+    def heartbeat_ages(self, trial_ids: Sequence[int]) -> dict[int, float]:
+        """Seconds since each trial's last heartbeat, by the database's clock (beating ones)."""
+        beats = _TRIAL_HEARTBEATS
+
+        def read(conn: Connection) -> tuple[datetime, list[Any]]:
+            now = conn.execute(select(func.now())).scalar_one()
+            where = beats.c.trial_id.in_(list(trial_ids))
+            return now, conn.execute(select(beats.c.trial_id, beats.c.heartbeat).where(where)).all()
+
+        now, rows = self._read(read, "reading heartbeats")
+        now = now.replace(tzinfo=None)
+        return {int(tid): (now - beat.replace(tzinfo=None)).total_seconds() for tid, beat in rows}
 
     # ----------------------------------------------------------------------------------------
     # Transactions and helpers.
@@ -698,12 +937,28 @@ class LimenStorage(RDBStorage):
     def _sql(self) -> _Statements:
         return _statements(self._backend)
 
-    def _transaction(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work`` in one write transaction, retrying transient failures a few times.
+    def _transaction(
+        self,
+        work: Callable[[Connection], _T],
+        what: str,
+        *,
+        landed: Callable[[Connection], tuple[bool, _T]] | None = None,
+        idempotent: bool = False,
+    ) -> _T:
+        """Run ``work`` in one write transaction, retrying transient failures with backoff.
+
+        A failure that rolled the transaction back (deadlock, serialisation failure, lock
+        timeout, SQLite busy, a connection lost before the commit) is simply retried. A connection
+        lost *during* the commit leaves the write in doubt: it is retried only when that is safe,
+        that is when ``idempotent`` (running ``work`` twice stores what once does) or when
+        ``landed`` can tell, on a new connection and in the retry's transaction, whether the
+        write was stored (``(True, result)``) or must run again (``(False, ...)``). Every retry is
+        logged as a warning naming ``what``.
 
         ``IntegrityError`` and errors raised by ``work`` itself propagate unchanged; any other
         database error becomes ``StorageInternalError``, as in RDBStorage.
         """
+        in_doubt = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             committing = False
             try:
@@ -713,6 +968,12 @@ class LimenStorage(RDBStorage):
                         # cannot become a writer once another connection committed, and two
                         # writers must never read the same trial count or sequence value.
                         conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    if in_doubt and landed is not None:
+                        stored, result = landed(conn)
+                        if stored:
+                            _logger.warning("Storage: %s had been stored before the loss.", what)
+                            return result
+                    in_doubt = False
                     result = work(conn)
                     committing = True
                     conn.commit()
@@ -720,25 +981,62 @@ class LimenStorage(RDBStorage):
             except IntegrityError:
                 raise
             except DBAPIError as exc:
-                if attempt < MAX_ATTEMPTS and _is_transient(exc, committing):
-                    _logger.debug("Retrying a storage write after %s", type(exc.orig).__name__)
-                    time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
-                    continue
-                if committing and exc.connection_invalidated:
+                kind = _failure_kind(exc)
+                lost_commit = committing and kind == _LOST
+                if lost_commit and landed is None and not idempotent:
                     raise StorageInternalError(
-                        "The database connection was lost during a commit; the write may or may "
-                        "not have been stored."
+                        f"The database connection was lost while committing {what}; the write "
+                        "may or may not have been stored."
                     ) from exc
-                raise StorageInternalError(
-                    f"A storage write failed after {attempt} attempt(s): {exc.orig!r}"
-                ) from exc
+                if kind is None or attempt == MAX_ATTEMPTS:
+                    raise StorageInternalError(
+                        f"{what} failed after {attempt} attempt(s): {_describe(exc)}"
+                    ) from exc
+                in_doubt = in_doubt or lost_commit
+                _pause_before_retry(what, exc, attempt)
         raise AssertionError("unreachable")
 
-    def _ignoring_integrity_errors(self, work: Callable[[Connection], Any]) -> None:
+    def _read(self, work: Callable[[Connection], _T], what: str) -> _T:
+        """Run the read ``work`` on a connection, retrying lost connections and transient errors.
+
+        Other database errors become ``StorageInternalError``; errors of ``work`` propagate.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.engine.connect() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if _failure_kind(exc) is None or attempt == MAX_ATTEMPTS:
+                    raise StorageInternalError(
+                        f"{what} failed after {attempt} attempt(s): {_describe(exc)}"
+                    ) from exc
+                _pause_before_retry(what, exc, attempt)
+        raise AssertionError("unreachable")
+
+    def _retrying(self, call: Callable[[], _T], what: str) -> _T:
+        """Run one of Optuna's own storage methods, retrying when its database connection broke.
+
+        Optuna turns database errors into ``StorageInternalError``; the cause tells whether the
+        failure was transient. Only reads and writes that may run twice come through here
+        (``create_new_study`` and ``delete_study`` settle a write in doubt themselves).
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return call()
+            except StorageInternalError as exc:
+                cause = exc.__cause__
+                transient = isinstance(cause, DBAPIError) and _failure_kind(cause) is not None
+                if not transient or attempt == MAX_ATTEMPTS:
+                    raise
+                _pause_before_retry(what, cause, attempt)
+        raise AssertionError("unreachable")
+
+    def _ignoring_integrity_errors(self, work: Callable[[Connection], Any], what: str) -> None:
         # RDBStorage ignores integrity errors on these writes: they come from a concurrent
-        # writer that stored the same key first (or, for heartbeats, a deleted trial).
+        # writer that stored the same key first (or, for heartbeats, a deleted trial). They are
+        # upserts, so running one again after a commit in doubt stores the same rows.
         try:
-            self._transaction(work)
+            self._transaction(work, what, idempotent=True)
         except IntegrityError:
             _logger.debug("Ignored an integrity error from a concurrent write.")
 
@@ -749,7 +1047,7 @@ class LimenStorage(RDBStorage):
             _lock_study(conn, self._sql, study_id)
             return self._insert_locked(conn, study_id, new)
 
-        result = self._transaction(work)
+        result = self._transaction(work, f"creating a {new.state.name} trial")
         self._remember_distributions(study_id, new.params)
         return result
 
@@ -779,6 +1077,19 @@ class LimenStorage(RDBStorage):
                 conn.execute(sql.insert[child], [{"trial_id": trial_id, **r} for r in rows])
         return trial_id, number
 
+    def _is_own_running_trial(
+        self, conn: Connection, trial_id: int, system_rows: list[_Row]
+    ) -> bool:
+        """Whether ``trial_id`` is RUNNING and holds every one of ``system_rows`` (its owner)."""
+        row = conn.execute(self._sql.trial, {"tid": trial_id}).first()
+        if row is None or row.state != TrialState.RUNNING:
+            return False
+        stored = {
+            key: value
+            for key, value in conn.execute(self._sql.system_attrs, {"tid": trial_id}).all()
+        }
+        return all(stored.get(r["key"]) == r["value_json"] for r in system_rows)
+
     def _read_sequence(self, conn: Connection, study_id: int, attr: str) -> tuple[int, bool]:
         """The counter's next position and whether its row exists (study row locked)."""
         where = {"sid": study_id, "attr": attr}
@@ -803,7 +1114,7 @@ class LimenStorage(RDBStorage):
             _updatable_trial(conn, self._sql.trial, trial_id)
             self._upsert(conn, child, trial_id, rows)
 
-        self._ignoring_integrity_errors(work)
+        self._ignoring_integrity_errors(work, f"setting the {child} of trial {trial_id}")
 
     def _upsert(self, conn: Connection, child: str, trial_id: int, rows: list[_Row]) -> None:
         if rows:
@@ -925,6 +1236,10 @@ class _Statements:
             .limit(1)
         )
         self.has_params = select(params.c.param_id).where(params.c.trial_id == bindparam("tid"))
+        system = _TRIAL_SYSTEM_ATTRS
+        self.system_attrs = select(system.c.key, system.c.value_json).where(
+            system.c.trial_id == bindparam("tid")
+        )
         self.any_waiting = (
             select(trials.c.trial_id)
             .where(trials.c.study_id == bindparam("sid"), trials.c.state == TrialState.WAITING)
@@ -1053,19 +1368,55 @@ def _sequence_attr(key: str) -> str:
     return attr
 
 
-def _is_transient(exc: DBAPIError, committing: bool) -> bool:
-    """Whether the failed transaction was rolled back and may simply run again."""
+def _failure_kind(exc: DBAPIError) -> str | None:
+    """How a failed statement may be retried: ``_ROLLED_BACK``, ``_LOST`` or None (never)."""
     orig = exc.orig
-    if getattr(orig, "sqlstate", None) in _PG_RETRY_SQLSTATES:
-        return True
+    sqlstate = getattr(orig, "sqlstate", None) or ""
     args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_ERRNOS:
-        return True
+    errno = args[0] if args and isinstance(args[0], int) else None
+    if sqlstate in _PG_RETRY_SQLSTATES or errno in _MYSQL_RETRY_ERRNOS:
+        return _ROLLED_BACK
     if getattr(orig, "sqlite_errorname", None) in _SQLITE_RETRY_ERRORS:
-        return True
-    # A connection lost before the commit took its transaction with it; lost during the commit,
-    # the write may have landed, so that case is never retried.
-    return exc.connection_invalidated and not committing
+        return _ROLLED_BACK
+    lost = (
+        exc.connection_invalidated
+        or sqlstate.startswith(_PG_CONNECTION_CLASS)
+        or sqlstate in _PG_SHUTDOWN_SQLSTATES
+        or errno in _MYSQL_LOST_ERRNOS
+    )
+    return _LOST if lost else None
+
+
+def _log_replaced_connection(context: ExceptionContext) -> None:
+    """Log a pooled connection found closed by the server when checked out (pre-ping)."""
+    if context.is_pre_ping and context.is_disconnect:
+        orig = context.original_exception
+        _logger.warning(
+            "Storage: retrying with a new connection after the database closed one (%s: %s).",
+            type(orig).__name__,
+            (str(orig).strip().splitlines() or [""])[0],
+        )
+
+
+def _describe(exc: DBAPIError) -> str:
+    """The driver error's type and first line: what failed, without the statement or its data."""
+    orig = exc.orig
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {first_line}" if first_line else type(orig).__name__
+
+
+def _pause_before_retry(what: str, exc: DBAPIError, attempt: int) -> None:
+    """Log the retry (a warning: a flaky database should be visible) and back off."""
+    pause = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
+    _logger.warning(
+        "Storage: retrying %s (attempt %d of %d) in %.2fs after %s.",
+        what,
+        attempt + 1,
+        MAX_ATTEMPTS,
+        pause,
+        _describe(exc),
+    )
+    time.sleep(pause)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

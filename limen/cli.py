@@ -379,7 +379,10 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     """The experiment's ``metadata.json``, with a usage error when it is missing or broken."""
     path = directory / "metadata.json"
     if not path.is_file():
-        raise UsageError(f"{directory} holds no Limen experiment (no metadata.json).")
+        raise UsageError(
+            f"{directory} holds no Limen experiment (no metadata.json). If a start-up there was "
+            "interrupted, run the same `limen run` command again: it continues the study."
+        )
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from limen.adapters.storage import (
+    MAX_ATTEMPTS,
     LimenStorage,
     default_storage_url,
     open_storage,
@@ -658,7 +659,7 @@ def test_a_write_gives_up_after_a_bounded_number_of_attempts(empty_postgres_url:
     storage = _lock_timeout_storage(empty_postgres_url, 20)
     study_id = storage.create_new_study([StudyDirection.MINIMIZE], "locked")
     holder, release = _hold_study_lock(empty_postgres_url, study_id)
-    with pytest.raises(StorageInternalError, match="after 6 attempt"):
+    with pytest.raises(StorageInternalError, match=f"after {MAX_ATTEMPTS} attempt"):
         storage.claim_sequence(study_id, "grid")
     release.set()
     holder.join()

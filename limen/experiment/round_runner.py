@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import optuna
+from optuna.exceptions import StorageInternalError
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -45,7 +46,6 @@ from limen.experiment.records import (
     read_json,
     results_row,
     round_record,
-    write_json_atomic,
 )
 from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
@@ -53,6 +53,8 @@ from limen.experiment.run_plan import RunPlan
 from limen.experiment.search_strategy import SearchStrategy
 from limen.experiment.study_setup import (
     ATTR,
+    RECREATE,
+    TAKE_OVER,
     check_resumable,
     create_study,
     existing_study,
@@ -60,6 +62,7 @@ from limen.experiment.study_setup import (
     metadata,
     set_metric_names,
     validate_resume,
+    write_metadata,
 )
 from limen.experiment.walk_forward import trial_attrs as fold_attrs
 from limen.experiment.walk_forward import write_round_outputs
@@ -67,6 +70,8 @@ from limen.experiment.walk_forward import write_round_outputs
 logger = logging.getLogger(__name__)
 
 FEEDBACK_ATTR = ATTR + "feedback_state"
+# Rounds in a row that the database may fail (each re-queued) before the run gives up.
+MAX_STORAGE_FAILURES = 10
 INTERVENTIONS_JSON = "interventions.json"
 # Study counters of shared runs: finished rounds (whose multiples of the feedback interval own a
 # trigger) and feedback triggers (their continuous numbering).
@@ -99,6 +104,7 @@ class RoundRunner:
         self.round_warnings = RoundWarnings()
         self._waiting_logged = False
         self._next_wait_reap = 0.0
+        self._storage_failures = 0
 
     # ----------------------------------------------------------- lifecycle
 
@@ -125,17 +131,17 @@ class RoundRunner:
     def _open(self) -> None:
         plan = self.plan
         directory = plan.experiment_dir
-        discard_unfinished = False
+        start = None
         if plan.resume == "auto":
             plan.resume = existing_study(plan) == "present"
             logger.info("resume='auto': %s.", "continuing the study" if plan.resume else "new")
         if plan.resume:
             check_resumable(plan)
         else:
-            discard_unfinished = guard_fresh(plan)
+            start = guard_fresh(self.loop, plan)
         directory.mkdir(parents=True, exist_ok=True)
         self.storage = open_storage(plan.storage_url)
-        if plan.resume:
+        if plan.resume or start == TAKE_OVER:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
             attrs = self.storage.get_study_user_attrs(self.study_id)
             details = validate_resume(self.loop, plan, attrs)
@@ -143,9 +149,9 @@ class RoundRunner:
             self._audit("worker_start" if plan.follow_target else "resume", **details)
         else:
             self.study_id = create_study(
-                self.loop, plan, self.storage, discard_unfinished=discard_unfinished
+                self.loop, plan, self.storage, discard_unfinished=start == RECREATE
             )
-            write_json_atomic(directory / METADATA_JSON, metadata(self.loop, plan))
+            write_metadata(self.loop, plan)
         self.objective = plan.objective
         self.pruning_study = optuna.load_study(
             study_name=plan.experiment_name,
@@ -407,11 +413,34 @@ class RoundRunner:
         except optuna.TrialPruned as exc:
             self._store_pruned(claimed, round_params, reporter, exc, started)
             return True
+        except StorageInternalError as exc:
+            # The lease or a report() could not reach the database: not the SFD's failure.
+            self._requeue_after_storage_error(claimed, exc)
+            return False
         except Exception as exc:
             self._store_failure(claimed, round_params, exc, started)
             return True
         self._store_success(claimed, round_params, results, values, started)
         return True
+
+    def _requeue_after_storage_error(
+        self, claimed: ClaimedRound, exc: StorageInternalError
+    ) -> None:
+        """End a round the database failed as an attempt whose parameters run again.
+
+        Raises the error once ``MAX_STORAGE_FAILURES`` rounds in a row failed this way: the
+        database is not coming back, and retrying forever would hide it.
+        """
+        self._storage_failures += 1
+        if self._storage_failures > MAX_STORAGE_FAILURES:
+            raise exc
+        logger.warning(
+            "Round %d lost its database connection (%s); it runs again.", claimed.number, exc
+        )
+        trial = self.storage.get_trial(claimed.trial_id)
+        if trial.state == TrialState.RUNNING:
+            leases.release(self.storage, self.study_id, trial, leases.STORAGE_ERROR)
+        self.search.requeued()
 
     def _evaluate(self, round_params: dict[str, Any]) -> dict[str, Any]:
         plan = self.plan
@@ -532,6 +561,7 @@ class RoundRunner:
             stored[trial_attrs.ERROR_TYPE] = type(error).__name__
             stored[trial_attrs.ERROR_MESSAGE] = str(error)
         self.storage.finish_trial(claimed.trial_id, state, values, stored)
+        self._storage_failures = 0
         self.search.finished(claimed, state, values)
         row = results_row(
             round_id=claimed.round_id,

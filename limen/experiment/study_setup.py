@@ -4,16 +4,24 @@ A fresh run refuses a directory or study that already holds rounds (``FileExists
 the two ways out); a resume refuses a study that is missing, not Limen's, or run with another
 parameter space, SFD or strategy kind (``ResumeError``, unless forced). A new study records what
 resume needs to rebuild the run (``study_attrs``) and ``metadata.json`` for people.
+
+A start-up stopped at any instant (Ctrl-C, SIGKILL, a lost machine) leaves something the same
+command can continue: no study (created again), a study without its attributes and trials (an
+unfinished creation, dropped and created again; the attributes are written in one transaction),
+or a set-up study holding no trial (taken over by a fresh run of the same experiment, which
+writes the missing ``metadata.json``; a resume writes it too).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -22,11 +30,16 @@ from limen import __version__
 from limen.adapters.artifacts import save_study_note
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.pruners import pruner_config
-from limen.adapters.storage import LimenStorage, probe_study, redact_url
+from limen.adapters.storage import LimenStorage, StudyProbe, probe_study, redact_url
 from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
-from limen.experiment.records import METADATA_JSON, RESULTS_CSV, ROUND_DATA_JSONL
+from limen.experiment.records import (
+    METADATA_JSON,
+    RESULTS_CSV,
+    ROUND_DATA_JSONL,
+    write_json_atomic,
+)
 from limen.experiment.reducer import make_reducers
 from limen.experiment.reducer.registry import reducer_config
 from limen.experiment.run_plan import RunPlan, make_run_strategy
@@ -34,13 +47,20 @@ from limen.sfd.loader import check_source
 
 ATTR = "limen:"
 DEFAULT_FEEDBACK_INTERVAL = 100
-EXPERIMENT_FILES = (RESULTS_CSV, ROUND_DATA_JSONL, METADATA_JSON)
+ROUND_FILES = (RESULTS_CSV, ROUND_DATA_JSONL)
+# How a fresh run starts: a new study, one replacing an unfinished creation, or taking over a
+# set-up study of the same experiment that holds no trial (a start-up that was interrupted).
+NEW, RECREATE, TAKE_OVER = "new", "recreate", "take over"
+logger = logging.getLogger(__name__)
 
 
 def existing_study(plan: RunPlan) -> str:
     """``absent``, ``present``, or ``unfinished``: a creation that crashed before Limen wrote
     its attributes, holding no trial (safe to create again). Reads only."""
-    probe = probe_study(plan.storage_url, plan.experiment_name)
+    return _study_state(probe_study(plan.storage_url, plan.experiment_name))
+
+
+def _study_state(probe: StudyProbe) -> str:
     if not probe.exists:
         return "absent"
     if probe.n_trials == 0 and ATTR + "space_hash" not in probe.user_attrs:
@@ -48,29 +68,78 @@ def existing_study(plan: RunPlan) -> str:
     return "present"
 
 
-def guard_fresh(plan: RunPlan) -> bool:
-    """Refuse a fresh run where rounds exist; True when an unfinished creation must be dropped.
+def guard_fresh(loop: Any, plan: RunPlan) -> str:
+    """Refuse a fresh run where rounds exist; say how it starts (``NEW``, ``RECREATE``,
+    ``TAKE_OVER``). Reads only.
 
     Raises:
-        FileExistsError: the directory or the study already holds an experiment.
+        FileExistsError: the directory or the study already holds rounds, or the study holds
+            none but was set up for another experiment.
     """
     directory = plan.experiment_dir
-    used = [name for name in EXPERIMENT_FILES if (directory / name).exists()]
-    state = existing_study(plan)
-    if state == "present":
-        used.append(f"study {plan.experiment_name!r} in {redact_url(plan.storage_url)}")
+    used = [name for name in ROUND_FILES if _holds_rows(directory / name)]
+    probe = probe_study(plan.storage_url, plan.experiment_name)
+    state = _study_state(probe)
+    where = f"study {plan.experiment_name!r} in {redact_url(plan.storage_url)}"
+    if state == "present" and probe.n_trials:
+        used.append(where)
     if used:
         raise FileExistsError(
             f"Experiment {plan.experiment_name!r} already has rounds ({', '.join(used)} "
             f"in {directory}). Continue it with run(..., resume=True) (CLI: limen resume "
             f"{directory}), or start a new one under a new experiment name or directory."
         )
-    return state == "unfinished"
+    if state == "absent":
+        return NEW
+    if state == "unfinished":
+        return RECREATE
+    changed = [
+        name
+        for name, (stored, now) in _identity(loop, plan, probe.user_attrs).items()
+        if stored != now
+    ]
+    if changed:
+        raise FileExistsError(
+            f"The {where} holds no rounds yet but was set up with another "
+            f"{', '.join(changed)}. Take it over with run(..., resume='force'), or start this "
+            "experiment under a new experiment name."
+        )
+    logger.warning(
+        "The %s is set up but holds no rounds yet (an interrupted start-up?): continuing it.",
+        where,
+    )
+    return TAKE_OVER
+
+
+def _holds_rows(path: Path) -> bool:
+    """Whether a round file holds a round: a line beyond a CSV header, or any JSONL line."""
+    if not path.exists():
+        return False
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return lines > (1 if path.suffix == ".csv" else 0)
+
+
+def _identity(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """What makes a study this experiment's, as ``{name: (stored, this run's)}``."""
+    record = attrs.get(ATTR + "strategy") or {"name": "grid"}
+    return {
+        "parameter space": (attrs.get(ATTR + "space_hash"), space_hash(plan.params)),
+        "SFD": (attrs.get(ATTR + "sfd_module"), loop.sfd_name),
+        "strategy": (record.get("name", "grid"), strategy_record(plan)["name"]),
+    }
 
 
 def check_resumable(plan: RunPlan) -> None:
     """Refuse to resume a study that does not exist."""
-    if existing_study(plan) == "absent":
+    state = existing_study(plan)
+    if state == "unfinished":
+        raise ValueError(
+            f"Cannot resume experiment {plan.experiment_name!r}: its study in "
+            f"{redact_url(plan.storage_url)} was never set up (its creation was interrupted) "
+            "and holds no round. Start it fresh with resume=False: the same run replaces it."
+        )
+    if state == "absent":
         raise ValueError(
             f"Cannot resume experiment {plan.experiment_name!r}: no study of that name "
             f"in {redact_url(plan.storage_url)} (directory {plan.experiment_dir}). Check the "
@@ -119,16 +188,9 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
     if loop._pruner is None and attrs.get(ATTR + "pruner") is not None:
         loop._pruner = attrs[ATTR + "pruner"]
     restore_feedback_config(loop, attrs.get(ATTR + "feedback"))
-    stored = {
-        "parameter space": attrs.get(ATTR + "space_hash"),
-        "SFD": attrs.get(ATTR + "sfd_module"),
-        "strategy": record.get("name", "grid"),
-    }
-    current = {
-        "parameter space": space_hash(plan.params),
-        "SFD": loop.sfd_name,
-        "strategy": strategy_record(plan)["name"],
-    }
+    identity = _identity(loop, plan, attrs)
+    stored = {name: pair[0] for name, pair in identity.items()}
+    current = {name: pair[1] for name, pair in identity.items()}
     changed = check_resume(stored, current, force=plan.resume == "force")
     return {
         "forced": bool(changed),
@@ -178,12 +240,20 @@ def create_study(
     study = optuna.create_study(
         storage=storage, study_name=plan.experiment_name, directions=directions
     )
+    logger.debug("Study %r created; recording its attributes.", plan.experiment_name)
     if objective:
         set_metric_names(study, [m for m, _ in objective])
-    for key, value in study_attrs(loop, plan).items():
-        storage.set_study_user_attr(study._study_id, key, value)
+    # One transaction: a study has all of its attributes or none (then it is recreated).
+    storage.set_study_user_attrs(study._study_id, study_attrs(loop, plan))
     save_study_note(study)
+    logger.debug("Study %r set up.", plan.experiment_name)
     return study._study_id
+
+
+def write_metadata(loop: Any, plan: RunPlan) -> None:
+    """Write the experiment directory's ``metadata.json`` (atomically)."""
+    write_json_atomic(plan.experiment_dir / METADATA_JSON, metadata(loop, plan))
+    logger.debug("Wrote %s for study %r.", METADATA_JSON, plan.experiment_name)
 
 
 def study_attrs(loop: Any, plan: RunPlan) -> dict[str, Any]:
