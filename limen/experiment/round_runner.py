@@ -46,6 +46,7 @@ from limen.experiment.records import (
     read_json,
     results_row,
     round_record,
+    write_json_atomic,
 )
 from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
