@@ -151,6 +151,46 @@ def test_one_worker_whose_connections_are_killed_every_second_finishes_exactly(
     assert all(r.levelno == logging.WARNING and " after " in r.getMessage() for r in retries)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_four_workers_whose_connections_are_killed_every_second_finish_exactly(
+    request, tmp_path, backend, unique_study_name
+):
+    url = request.getfixturevalue(f"{backend}_url")
+    target = 56
+
+    def slower_model(data: dict, round_params: dict) -> dict:
+        time.sleep(0.2)
+        return score_model(data, round_params)
+
+    loop = UniversalExperimentLoop(
+        sfd=toy_sfd,
+        data=toy_sfd.toy_data(),
+        experiment_dir=tmp_path / "exp",
+        storage=url,
+        objective="score",
+        search_strategy={"name": "tpe", "seed": 1},
+    )
+    with connections_killed(url) as killed:
+        log = loop.run(
+            unique_study_name,
+            n_permutations=target,
+            n_jobs=4,
+            model=slower_model,
+            progress_bar=False,
+        )
+
+    assert sum(killed) >= 3, f"too few connections were killed to test anything: {killed}"
+    assert_exact_study(url, unique_study_name, target)
+    assert len(log) == target
+
+
 @pytest.mark.postgres
 def test_a_heartbeat_the_database_refuses_reruns_its_round_instead_of_failing_it(
     postgres_url, tmp_path, caplog, unique_study_name

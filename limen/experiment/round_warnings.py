@@ -142,7 +142,7 @@ def write_convergence_report(
     round. A report that cannot be built or written is logged, never raised: the rounds are
     already safe in the study.
     """
-    if log is None:
+    if log is None or log.empty:
         return None
     path = directory / CONVERGENCE_REPORT_JSON
     try:

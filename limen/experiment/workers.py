@@ -15,6 +15,7 @@ import multiprocessing
 from typing import Any
 
 from limen.experiment.round_runner import RoundRunner
+from limen.experiment.round_warnings import write_convergence_report
 from limen.experiment.run_plan import RunPlan
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def run_workers(loop: Any, runner: Any, plan: RunPlan) -> None:
         for process in processes:
             process.join()
     runner.publish()
+    write_convergence_report(plan.experiment_dir, loop.experiment_log, list(plan.params))
     loop.interrupted = loop.interrupted or interrupted
     failed = [p.exitcode for p in processes if p.exitcode]
     if failed:
