@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters import trials as trial_attrs
@@ -143,9 +144,40 @@ class StudySearch:
         self._finished = trial_attrs.count_finished(trials)
         lost = self._restore(force) if resume else []
         if resume:
+            self._adopt_stored_choices(trials)
             for trial in sorted(trials, key=lambda t: t.number):
                 self._replay(trial)
         return lost
+
+    def _adopt_stored_choices(self, trials: Sequence[FrozenTrial]) -> None:
+        """Extend the codec with categorical choices the study holds and the SFD does not.
+
+        Another client (or an edit of the database) may have widened a categorical in the
+        study. Its extra choices join the codec as plain text, so new rounds stay compatible
+        with the study's distribution; the domain never holds them, so they are never proposed,
+        and nothing is imported for them.
+        """
+        widest: dict[str, CategoricalDistribution] = {}
+        for trial in trials:
+            for name, dist in trial.distributions.items():
+                if isinstance(dist, CategoricalDistribution) and len(dist.choices) > len(
+                    getattr(widest.get(name), "choices", ())
+                ):
+                    widest[name] = dist
+        for name, dist in widest.items():
+            codec = self.codec.params.get(name)
+            if codec is None or codec.kind != "categorical":
+                continue
+            ours = codec.choices
+            if len(dist.choices) > len(ours) and tuple(dist.choices[: len(ours)]) == ours:
+                for extra in dist.choices[len(ours) :]:
+                    logger.warning(
+                        "The study holds the choice %r of '%s', which the SFD does not list: it "
+                        "is kept as text and never proposed.",
+                        extra,
+                        name,
+                    )
+                    self.codec.extend(name, str(extra))
 
     def set_objective(self, objective: Sequence[tuple[str, str]]) -> None:
         """Tell the strategy the objective metrics and their directions."""

@@ -221,3 +221,63 @@ def test_the_python_api_refuses_to_resume_with_an_edited_sfd_unless_forced(tmp_p
         )
     forced = UniversalExperimentLoop(sfd=edited, **kwargs)
     assert len(forced.run("e", n_permutations=3, resume="force", progress_bar=False)) == 3
+
+
+def test_a_trial_distribution_edited_to_name_code_is_read_as_text_and_resumed(
+    tmp_path, monkeypatch
+):
+    import sqlite3
+
+    from limen.experiment import UniversalExperimentLoop
+
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_choice.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('x')\ndef run(): pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kwargs = {"data": toy_sfd.toy_data(), "experiment_dir": tmp_path / "exp", "objective": "score"}
+    UniversalExperimentLoop(sfd=toy_sfd, **kwargs).run("d", n_permutations=3, progress_bar=False)
+    with sqlite3.connect(tmp_path / "exp" / "study.db") as db:
+        param_id, stored = db.execute(
+            "SELECT param_id, distribution_json FROM trial_params WHERE param_name = 'scaler'"
+        ).fetchone()
+        dist = json.loads(stored)
+        dist["attributes"]["choices"].append("evil_choice.run")
+        index = len(dist["attributes"]["choices"]) - 1
+        db.execute(
+            "UPDATE trial_params SET distribution_json = ?, param_value = ? WHERE param_id = ?",
+            (json.dumps(dist), float(index), param_id),
+        )
+
+    assert main(["status", str(tmp_path / "exp")]) == EXIT_OK
+    assert main(["export", str(tmp_path / "exp"), "--format", "csv"]) == EXIT_OK
+    resumed = UniversalExperimentLoop(sfd=toy_sfd, **kwargs)
+    log = resumed.run("d", n_permutations=6, resume=True, progress_bar=False)
+
+    assert len(log) == 6 and not marker.exists()
+    assert "evil_choice.run" in set(log["scaler"])
+    assert all(v in toy_sfd.params()["scaler"] for v in log["scaler"].iloc[3:])
+
+
+def test_a_trial_enqueued_with_a_token_naming_code_is_refused_and_resume_goes_on(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from limen.experiment import UniversalExperimentLoop
+
+    kwargs = {"data": toy_sfd.toy_data(), "experiment_dir": tmp_path / "exp", "objective": "score"}
+    UniversalExperimentLoop(sfd=toy_sfd, **kwargs).run("q", n_permutations=2, progress_bar=False)
+    study = optuna.load_study(study_name="q", storage=f"sqlite:///{tmp_path / 'exp/study.db'}")
+    poisoned = {**study.trials[0].params, "scaler": "os.system"}
+    study.enqueue_trial(poisoned, skip_if_exists=False)
+
+    resumed = UniversalExperimentLoop(sfd=toy_sfd, **kwargs)
+    log = resumed.run("q", n_permutations=4, resume=True, progress_bar=False)
+
+    assert len(log) == 4
+    refused = resumed.study.trials[2]
+    assert refused.state == TrialState.FAIL
+    assert "scaler" in refused.user_attrs["limen:refused"]
+    assert "os.system" in refused.user_attrs["limen:refused"]
+    again = UniversalExperimentLoop(sfd=toy_sfd, **kwargs)
+    assert len(again.run("q", n_permutations=5, resume=True, progress_bar=False)) == 5
