@@ -23,12 +23,12 @@ import pandas as pd
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.storages import BaseStorage
 
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
 
 ARTIFACTS_DIR = "artifacts"
 PREDICTIONS_CSV = "predictions.csv"
 MODEL_CARD_JSON = "model_card.json"
-ATTR = "limen:"
 VALUES_SHOWN = 12
 
 
@@ -130,14 +130,14 @@ def study_note(study: optuna.Study, mutations: Sequence[str | Mapping[str, Any]]
     lines = [f"## Limen experiment `{study.study_name}`", ""]
     lines += _overview(attrs)
     lines += ["", "### Parameter space", ""]
-    lines += _space_table(attrs.get(ATTR + "codec") or {})
-    context = attrs.get(ATTR + "context_params") or {}
+    lines += _space_table(attrs.get(keys.CODEC) or {})
+    context = attrs.get(keys.CONTEXT_PARAMS) or {}
     if context:
         lines += ["", "### Context parameters (constant)", ""]
         lines += [f"- `{name}` = `{_cell(value)}`" for name, value in context.items()]
     lines += ["", "### Domain mutations", ""]
     lines += [f"- {_mutation(m)}" for m in mutations] or ["None: the space is as declared."]
-    acceptance = attrs.get(ATTR + "acceptance")
+    acceptance = attrs.get(keys.ACCEPTANCE)
     if acceptance:
         lines += ["", "### Acceptance (walk-forward)", "", *_acceptance(acceptance)]
     return "\n".join(lines) + "\n"
@@ -168,22 +168,22 @@ def _acceptance(summary: Mapping[str, Any]) -> list[str]:
 
 
 def _overview(attrs: Mapping[str, Any]) -> list[str]:
-    lines = [f"- **SFD**: `{attrs.get(ATTR + 'sfd_module', 'unknown')}`"]
-    objective = attrs.get(ATTR + "objective")
+    lines = [f"- **SFD**: `{attrs.get(keys.SFD_MODULE, 'unknown')}`"]
+    objective = attrs.get(keys.OBJECTIVE)
     if objective:
         goals = ", ".join(f"{direction} `{metric}`" for metric, direction in objective)
         lines.append(f"- **Objective**: {goals}")
     else:
         lines.append("- **Objective**: the first numeric metric (none was set)")
-    strategy = attrs.get(ATTR + "strategy")
+    strategy = attrs.get(keys.STRATEGY)
     if strategy:
         lines.append(f"- **Strategy**: `{json.dumps(strategy, sort_keys=True)}`")
-    target = attrs.get(ATTR + "n_permutations")
+    target = attrs.get(keys.N_PERMUTATIONS)
     if target is not None:
         lines.append(f"- **Target**: {target} rounds")
-    version = attrs.get(ATTR + "version")
+    version = attrs.get(keys.VERSION)
     if version is not None:
-        test_mode = " (test mode)" if attrs.get(ATTR + "test_mode") else ""
+        test_mode = " (test mode)" if attrs.get(keys.TEST_MODE) else ""
         lines.append(f"- **Limen**: {version}{test_mode}")
     return lines
 

@@ -27,13 +27,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.storage import LimenStorage
 from limen.adapters.trials import ATTEMPT, ROUND_ID
+from limen.experiment import study_keys as keys
 
 logger = logging.getLogger(__name__)
 
 LEASE_INTERVAL_S = 5.0
 LEASE_GRACE_S = 60.0
-OWNER = "limen:owner"
-RETRY_OF = "limen:retry_of"
+OWNER = keys.OWNER
+RETRY_OF = keys.RETRY_OF
 LEASE_EXPIRED = "lease expired"
 INTERRUPTED = "interrupted"
 STORAGE_ERROR = "storage error"

@@ -95,11 +95,13 @@ from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
+from limen.experiment import study_keys as keys
+
 STUDY_DB_NAME = "study.db"
 SQLITE_BUSY_TIMEOUT_S = 60
 SQLITE_SYNC_ENV = "LIMEN_SQLITE_SYNC"
 SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-SEQUENCE_ATTR_PREFIX = "limen:seq:"
+SEQUENCE_ATTR_PREFIX = keys.SEQUENCE_PREFIX
 SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 MAX_ATTEMPTS = 8
@@ -1261,7 +1263,7 @@ class TargetReached(Exception):
 
 
 # The user attr that marks an attempt which reached no outcome (it does not count as a round).
-ATTEMPT_KEY = "limen:attempt"
+ATTEMPT_KEY = keys.ATTEMPT
 
 
 @functools.cache

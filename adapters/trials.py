@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.storage import ATTEMPT_KEY
+from limen.experiment import study_keys as keys
 from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS, results_row, round_record
 
 ROUND_ID = "id"
@@ -24,9 +25,9 @@ ERROR_TYPE = "error_type"
 ERROR_MESSAGE = "error_message"
 TRACEBACK = "traceback"
 ATTEMPT = ATTEMPT_KEY
-INJECTED = "limen:injected"
-PRIORITY = "limen:priority"
-REFUSED = "limen:refused"
+INJECTED = keys.INJECTED
+PRIORITY = keys.PRIORITY
+REFUSED = keys.REFUSED
 
 FRAMEWORK_ATTRS = frozenset(
     {ROUND_ID, EXECUTION_TIME, ERROR_TYPE, ERROR_MESSAGE, TRACEBACK, WARNINGS, CONVERGENCE_WARNING}
@@ -50,7 +51,7 @@ def metric_attrs(trial: FrozenTrial) -> dict[str, Any]:
     return {
         k: v
         for k, v in trial.user_attrs.items()
-        if k not in FRAMEWORK_ATTRS and not k.startswith("limen:")
+        if k not in FRAMEWORK_ATTRS and not k.startswith(keys.NAMESPACE)
     }
 
 

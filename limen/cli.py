@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
 
 EXIT_OK, EXIT_EXPERIMENT, EXIT_USAGE = 0, 1, 2
@@ -237,7 +238,7 @@ def command_worker(args: argparse.Namespace) -> int:
     attrs = _study_attrs(url, name)
     loop = UniversalExperimentLoop(
         sfd=_user_sfd(args, attrs),
-        test_mode=bool(attrs.get("limen:test_mode", False)),
+        test_mode=bool(attrs.get(keys.TEST_MODE, False)),
         experiment_dir=out,
         storage=url,
     )
@@ -665,9 +666,9 @@ def status_report(
     study = log.study
     attrs = study.user_attrs
     progress = log.progress()
-    objective = ", ".join(f"{m} ({d})" for m, d in attrs.get("limen:objective") or []) or "none"
+    objective = ", ".join(f"{m} ({d})" for m, d in attrs.get(keys.OBJECTIVE) or []) or "none"
     lines = [
-        f"Study {study.study_name!r}  SFD {attrs.get('limen:sfd_module')}  objective {objective}",
+        f"Study {study.study_name!r}  SFD {attrs.get(keys.SFD_MODULE)}  objective {objective}",
         "",
         "Rounds by state:",
     ]

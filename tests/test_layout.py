@@ -34,3 +34,33 @@ def test_a_plain_python_strategy_runs_through_the_msq_without_a_study():
     msq = MSQ(RandomStrategy(domain, seed=0), domain)
     combos = [next(msq).combo for _ in range(4)]
     assert len({tuple(sorted(c.items())) for c in combos}) == 4
+
+
+def test_no_study_key_is_spelled_outside_the_keys_module():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spelled = []
+    for path in [*root.glob("limen/**/*.py"), *root.glob("adapters/*.py")]:
+        if path.name == "study_keys.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        spelled += [
+            f"{path.relative_to(root)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("limen:")
+            and not node.value.startswith("limen: ")
+            and id(node) not in docstrings
+        ]
+    assert spelled == []

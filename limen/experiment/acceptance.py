@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from limen.experiment import study_keys as keys
 from limen.experiment.records import write_json_atomic
 from limen.experiment.walk_forward import (
     TRIAL_RETURNS_PARQUET,
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 ACCEPTANCE_JSON = "acceptance_report.json"
 ACCEPTANCE_MD = "acceptance_report.md"
-ACCEPTANCE_ATTR = "limen:acceptance"
+ACCEPTANCE_ATTR = keys.ACCEPTANCE
 DEFAULT_BLOCKS = 16
 THRESHOLDS = ("min_deflated_sharpe_probability", "max_pbo")
 EULER_GAMMA = 0.5772156649015329

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from limen.experiment import study_keys as keys
 from limen.experiment.errors import ResumeError
 
-STATE_ATTR = "limen:search_state"
+STATE_ATTR = keys.SEARCH_STATE
 
 
 class StudyAttrs(Protocol):

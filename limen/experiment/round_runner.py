@@ -31,6 +31,7 @@ from limen.adapters.pruners import RoundReporter, make_pruner
 from limen.adapters.rounds import ClaimedRound
 from limen.adapters.search import StudySearch
 from limen.adapters.storage import LimenStorage, TargetReached, open_storage, redact_url
+from limen.experiment import study_keys as keys
 from limen.experiment.feedback_controller import FeedbackController
 from limen.experiment.pruning import reporting_to
 from limen.experiment.reconcile import reconcile_files
@@ -53,7 +54,6 @@ from limen.experiment.round_warnings import RoundWarnings, write_convergence_rep
 from limen.experiment.run_plan import RunPlan
 from limen.experiment.search_strategy import SearchStrategy
 from limen.experiment.study_setup import (
-    ATTR,
     RECREATE,
     TAKE_OVER,
     check_resumable,
@@ -70,7 +70,7 @@ from limen.experiment.walk_forward import write_round_outputs
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_ATTR = ATTR + "feedback_state"
+FEEDBACK_ATTR = keys.FEEDBACK_STATE
 # Rounds in a row that the database may fail (each re-queued) before the run gives up.
 MAX_STORAGE_FAILURES = 10
 INTERVENTIONS_JSON = "interventions.json"
@@ -146,7 +146,7 @@ class RoundRunner:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
             attrs = self.storage.get_study_user_attrs(self.study_id)
             details = validate_resume(self.loop, plan, attrs)
-            details.update(self._settle_target(attrs.get(ATTR + "n_permutations")))
+            details.update(self._settle_target(attrs.get(keys.N_PERMUTATIONS)))
             self._audit("worker_start" if plan.follow_target else "resume", **details)
         else:
             self.study_id = create_study(
@@ -207,7 +207,7 @@ class RoundRunner:
         raised = stored is not None and plan.n_permutations > stored
         if raised:
             self.storage.set_study_user_attr(
-                self.study_id, ATTR + "n_permutations", plan.n_permutations
+                self.study_id, keys.N_PERMUTATIONS, plan.n_permutations
             )
         if raised or not path.exists():
             document = metadata(self.loop, plan)
@@ -358,7 +358,7 @@ class RoundRunner:
         """The study holds its target of finished and running rounds: stop when they are all
         finished; else wait for them, re-queuing those whose worker died (False: stop)."""
         if full.finished >= full.limit:
-            stored = self.storage.get_study_user_attrs(self.study_id).get(ATTR + "n_permutations")
+            stored = self.storage.get_study_user_attrs(self.study_id).get(keys.N_PERMUTATIONS)
             if isinstance(stored, int) and stored > full.limit:
                 # Someone raised the target (limen resume -n) while this worker ran.
                 self.plan.n_permutations = self.search.target = stored
@@ -472,7 +472,7 @@ class RoundRunner:
             )
             self.plan.objective = self.objective
             self.storage.set_study_user_attr(
-                self.study_id, ATTR + "objective", [list(self.objective[0])]
+                self.study_id, keys.OBJECTIVE, [list(self.objective[0])]
             )
             set_metric_names(
                 optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage),
@@ -531,7 +531,7 @@ class RoundRunner:
         """A round the pruner stopped: PRUNED, valued (as Optuna does) by its last report."""
         logger.info("Round %d pruned: %s", claimed.number, exc)
         values = None if reporter.last is None else [reporter.last]
-        attrs = {"limen:pruned": str(exc)}
+        attrs = {keys.PRUNED: str(exc)}
         self._finish(claimed, round_params, TrialState.PRUNED, values, started, attrs=attrs)
 
     def _store_failure(

@@ -31,6 +31,7 @@ from limen.adapters.artifacts import save_study_note
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.pruners import pruner_config
 from limen.adapters.storage import LimenStorage, StudyProbe, probe_study, redact_url
+from limen.experiment import study_keys as keys
 from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
@@ -45,7 +46,6 @@ from limen.experiment.reducer.registry import reducer_config
 from limen.experiment.run_plan import RunPlan, make_run_strategy
 from limen.sfd.loader import check_source
 
-ATTR = "limen:"
 DEFAULT_FEEDBACK_INTERVAL = 100
 ROUND_FILES = (RESULTS_CSV, ROUND_DATA_JSONL)
 # How a fresh run starts: a new study, one replacing an unfinished creation, or taking over a
@@ -63,7 +63,7 @@ def existing_study(plan: RunPlan) -> str:
 def _study_state(probe: StudyProbe) -> str:
     if not probe.exists:
         return "absent"
-    if probe.n_trials == 0 and ATTR + "space_hash" not in probe.user_attrs:
+    if probe.n_trials == 0 and keys.SPACE_HASH not in probe.user_attrs:
         return "unfinished"
     return "present"
 
@@ -122,10 +122,10 @@ def _holds_rows(path: Path) -> bool:
 
 def _identity(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """What makes a study this experiment's, as ``{name: (stored, this run's)}``."""
-    record = attrs.get(ATTR + "strategy") or {"name": "grid"}
+    record = attrs.get(keys.STRATEGY) or {"name": "grid"}
     return {
-        "parameter space": (attrs.get(ATTR + "space_hash"), space_hash(plan.params)),
-        "SFD": (attrs.get(ATTR + "sfd_module"), loop.sfd_name),
+        "parameter space": (attrs.get(keys.SPACE_HASH), space_hash(plan.params)),
+        "SFD": (attrs.get(keys.SFD_MODULE), loop.sfd_name),
         "strategy": (record.get("name", "grid"), strategy_record(plan)["name"]),
     }
 
@@ -158,14 +158,14 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
         ResumeError: the study is not Limen's, or differs and ``resume`` is not ``"force"``.
         SFDSourceMismatchError: the SFD's source file is not the one the study recorded.
     """
-    if ATTR + "space_hash" not in attrs:
+    if keys.SPACE_HASH not in attrs:
         raise ResumeError(
             f"Study {plan.experiment_name!r} was not created by Limen (it has no "
-            "limen:space_hash attribute), so it cannot be resumed. Start a new experiment."
+            f"{keys.SPACE_HASH} attribute), so it cannot be resumed. Start a new experiment."
         )
     check_source(loop.sfd, attrs, force=plan.resume == "force")
-    record = attrs.get(ATTR + "strategy") or {"name": "grid"}
-    stored_objective = attrs.get(ATTR + "objective")
+    record = attrs.get(keys.STRATEGY) or {"name": "grid"}
+    stored_objective = attrs.get(keys.OBJECTIVE)
     if stored_objective is not None:
         plan.objective = [tuple(pair) for pair in stored_objective]
     config = loop._strategy_config
@@ -185,9 +185,9 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
     plan.strategy = make_run_strategy(
         loop, config, plan.params, plan.objective, seed=plan.seed, shuffle=plan.random_search
     )
-    if loop._pruner is None and attrs.get(ATTR + "pruner") is not None:
-        loop._pruner = attrs[ATTR + "pruner"]
-    restore_feedback_config(loop, attrs.get(ATTR + "feedback"))
+    if loop._pruner is None and attrs.get(keys.PRUNER) is not None:
+        loop._pruner = attrs[keys.PRUNER]
+    restore_feedback_config(loop, attrs.get(keys.FEEDBACK))
     identity = _identity(loop, plan, attrs)
     stored = {name: pair[0] for name, pair in identity.items()}
     current = {name: pair[1] for name, pair in identity.items()}
@@ -260,19 +260,19 @@ def study_attrs(loop: Any, plan: RunPlan) -> dict[str, Any]:
     """What the study records about its experiment (resume and the readers need it)."""
     objective = plan.objective
     return {
-        ATTR + "sfd_module": loop.sfd_name,
-        ATTR + "sfd_source_hash": source_hash(loop.sfd),
-        ATTR + "data_fingerprint": data_fingerprint(loop.data),
-        ATTR + "version": __version__,
-        ATTR + "space_hash": space_hash(plan.params),
-        ATTR + "strategy": strategy_record(plan),
-        ATTR + "pruner": pruner_config(loop._pruner),
-        ATTR + "objective": [list(pair) for pair in objective] if objective else None,
-        ATTR + "codec": DomainCodec(plan.params).describe(),
-        ATTR + "context_params": {k: value_token(v) for k, v in plan.context_params.items()},
-        ATTR + "n_permutations": plan.n_permutations,
-        ATTR + "test_mode": loop.test_mode,
-        ATTR + "feedback": feedback_record(loop),
+        keys.SFD_MODULE: loop.sfd_name,
+        keys.SFD_SOURCE_HASH: source_hash(loop.sfd),
+        keys.DATA_FINGERPRINT: data_fingerprint(loop.data),
+        keys.VERSION: __version__,
+        keys.SPACE_HASH: space_hash(plan.params),
+        keys.STRATEGY: strategy_record(plan),
+        keys.PRUNER: pruner_config(loop._pruner),
+        keys.OBJECTIVE: [list(pair) for pair in objective] if objective else None,
+        keys.CODEC: DomainCodec(plan.params).describe(),
+        keys.CONTEXT_PARAMS: {k: value_token(v) for k, v in plan.context_params.items()},
+        keys.N_PERMUTATIONS: plan.n_permutations,
+        keys.TEST_MODE: loop.test_mode,
+        keys.FEEDBACK: feedback_record(loop),
     }
 
 

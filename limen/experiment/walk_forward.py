@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import TimeSeriesSplit
 
+from limen.experiment import study_keys as keys
 from limen.experiment.records import write_json_atomic
 
 FOLD_RESULTS_CSV = "fold_results.csv"
@@ -41,7 +42,7 @@ FOLDS_KEY = "_folds"
 RETURNS_KEY = "_returns"
 DECLARATION_KEY = "_walk_forward"
 WALK_FORWARD_JSON = "walk_forward.json"
-FOLDS_ATTR = "limen:folds"
+FOLDS_ATTR = keys.FOLDS
 
 
 @dataclass(frozen=True)

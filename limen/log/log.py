@@ -29,10 +29,10 @@ from sqlalchemy import select
 
 from limen.adapters.leases import OWNER
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
 from limen.experiment.round_warnings import convergence_report
 from limen.experiment.trainer.study_source import (
-    ATTR,
     metric_value,
     objective_of,
     rank_rounds,
@@ -149,7 +149,7 @@ class Log:
                 "as the tokens the study stores."
             )
         self.decoded = codec is not None
-        context = self.study.user_attrs.get(ATTR + "context_params") or {}
+        context = self.study.user_attrs.get(keys.CONTEXT_PARAMS) or {}
         self.experiment_log: pd.DataFrame = experiment_log(
             self.trials, codec or _StoredValues(), context
         )
@@ -370,7 +370,7 @@ class Log:
             else:
                 states[trial.state.name] = states.get(trial.state.name, 0) + 1
         finished = [t for t in self.trials if is_finished_round(t)]
-        target = self.study.user_attrs.get(ATTR + "n_permutations")
+        target = self.study.user_attrs.get(keys.N_PERMUTATIONS)
         times = [
             float(t.user_attrs[EXECUTION_TIME])
             for t in finished

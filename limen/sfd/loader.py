@@ -20,12 +20,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import source_hash
 
 FOUNDATIONAL = ("logreg_binary", "random_binary", "gbm_regressor", "logreg_walk_forward")
 PLAIN_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-SFD_MODULE_ATTR = "limen:sfd_module"
-SFD_HASH_ATTR = "limen:sfd_source_hash"
+SFD_MODULE_ATTR = keys.SFD_MODULE
+SFD_HASH_ATTR = keys.SFD_SOURCE_HASH
 
 
 class SFDSourceMismatchError(ValueError):

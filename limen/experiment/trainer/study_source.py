@@ -29,12 +29,12 @@ from limen.adapters.storage import (
     sqlite_path,
     validate_storage_url,
 )
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import space_hash
 from limen.experiment.records import METADATA_JSON
 
 logger = logging.getLogger(__name__)
 
-ATTR = "limen:"
 DIRECTIONS = ("maximize", "minimize")
 
 
@@ -170,14 +170,14 @@ def _only_study(url: str) -> str:
 def study_codec(sfd: Any, study: optuna.Study) -> DomainCodec | None:
     """The codec of the SFD's parameter space, or None when it is not the study's space."""
     params = sfd.params()
-    if space_hash(params) != study.user_attrs.get(ATTR + "space_hash"):
+    if space_hash(params) != study.user_attrs.get(keys.SPACE_HASH):
         return None
     return DomainCodec(params)
 
 
 def objective_of(study: optuna.Study) -> list[tuple[str, str]]:
     """``[(metric, direction), ...]`` the study optimised (empty when none was recorded)."""
-    return [tuple(pair) for pair in study.user_attrs.get(ATTR + "objective") or []]
+    return [tuple(pair) for pair in study.user_attrs.get(keys.OBJECTIVE) or []]
 
 
 def resolve_metric(

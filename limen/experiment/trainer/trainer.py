@@ -32,12 +32,12 @@ from limen.adapters.trials import (
     is_finished_round,
     metric_attrs,
 )
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import data_fingerprint, round_id, source_hash, space_hash
 from limen.experiment.manifest_core import DATETIME_COLUMN, Manifest
 from limen.experiment.trainer.errors import MetricMismatch, ReconstructionError
 from limen.experiment.trainer.sensor import Sensor, library_versions
 from limen.experiment.trainer.study_source import (
-    ATTR,
     StudySource,
     rank_rounds,
     resolve_metric,
@@ -96,12 +96,12 @@ class Trainer:
         self.source: StudySource = resolve_study_source(experiment_dir_or_storage, study_name)
         self.study: optuna.Study = self.source.load_study()
         attrs = self.study.user_attrs
-        self.sfd_module: str | None = attrs.get(ATTR + "sfd_module")
+        self.sfd_module: str | None = attrs.get(keys.SFD_MODULE)
         if sfd is None:
             if not self.sfd_module:
                 raise ValueError(
                     f"Study {self.study.study_name!r} was not created by Limen (it has no "
-                    "limen:sfd_module attribute): pass the SFD with sfd=..."
+                    f"{keys.SFD_MODULE} attribute): pass the SFD with sfd=..."
                 )
             sfd = recorded_sfd(attrs, force=force)
         else:
@@ -109,7 +109,7 @@ class Trainer:
         self.sfd = sfd
         self.manifest = _manifest_of(sfd)
         self.codec = DomainCodec(sfd.params())
-        stored_context = attrs.get(ATTR + "context_params") or {}
+        stored_context = attrs.get(keys.CONTEXT_PARAMS) or {}
         self.context_params = dict(stored_context if context_params is None else context_params)
         self._data = data
         self._data_fingerprint: str | None = None
@@ -118,7 +118,7 @@ class Trainer:
     def data(self) -> pd.DataFrame:
         """The raw data the rounds are rebuilt on (fetched once from the manifest if needed)."""
         if self._data is None:
-            test_mode = bool(self.study.user_attrs.get(ATTR + "test_mode"))
+            test_mode = bool(self.study.user_attrs.get(keys.TEST_MODE))
             if test_mode and self.manifest.test_data_source_config is not None:
                 self._data = self.manifest.fetch_test_data()
             elif self.manifest.data_source_config is not None:
@@ -347,7 +347,7 @@ class Trainer:
     # ------------------------------------------------------------------------ diagnosis
 
     def _sfd_edited(self) -> bool:
-        stored = self.study.user_attrs.get(ATTR + "sfd_source_hash")
+        stored = self.study.user_attrs.get(keys.SFD_SOURCE_HASH)
         current = source_hash(self.sfd)
         return bool(stored and current and stored != current)
 
@@ -355,7 +355,7 @@ class Trainer:
         """Why a round may not reproduce: the causes detected first, then the possible ones."""
         attrs = self.study.user_attrs
         detected, possible = [], []
-        stored_hash = attrs.get(ATTR + "sfd_source_hash")
+        stored_hash = attrs.get(keys.SFD_SOURCE_HASH)
         if self._sfd_edited():
             detected.append(
                 f"the SFD was edited since the run: {_source_path(self.sfd)} has SHA-256 "
@@ -365,9 +365,9 @@ class Trainer:
             )
         elif stored_hash is None:
             possible.append("the SFD was edited since the run (the study recorded no source hash)")
-        if space_hash(self.sfd.params()) != attrs.get(ATTR + "space_hash"):
+        if space_hash(self.sfd.params()) != attrs.get(keys.SPACE_HASH):
             detected.append("the SFD's params() changed since the run (parameter-space hash)")
-        stored_data = attrs.get(ATTR + "data_fingerprint")
+        stored_data = attrs.get(keys.DATA_FINGERPRINT)
         if stored_data and stored_data != self.data_fingerprint:
             detected.append(
                 "the data differ from the run's (data fingerprint): pass the data the "
@@ -400,12 +400,12 @@ class Trainer:
         return {
             "sfd_module": self.sfd_module or getattr(self.sfd, "__name__", None),
             "sfd_source_hash": source_hash(self.sfd),
-            "sfd_source_hash_at_run": self.study.user_attrs.get(ATTR + "sfd_source_hash"),
+            "sfd_source_hash_at_run": self.study.user_attrs.get(keys.SFD_SOURCE_HASH),
             "study_name": self.study.study_name,
             "storage": self.source.storage_label,
             "trial_number": trial.number,
             "round_id": trial.user_attrs[ROUND_ID],
-            "objective": self.study.user_attrs.get(ATTR + "objective"),
+            "objective": self.study.user_attrs.get(keys.OBJECTIVE),
             "trained_on": "all data, split (1, 0, 0)" if refit else "the run's train split",
             "training_rows": n_rows,
             "data_fingerprint": self.data_fingerprint,
