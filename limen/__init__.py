@@ -19,6 +19,9 @@ _EXPORTS = {
     "Sensor": "limen.experiment.trainer.sensor",
     "ReconstructionError": "limen.experiment.trainer.errors",
     "Log": "limen.log.log",
+    "LimenError": "limen.errors",
+    "InvalidParameterError": "limen.errors",
+    "ResumeError": "limen.experiment.errors",
 }
 _SUBMODULES = ("adapters", "data", "experiment", "log", "metrics", "sfd", "utils")
 

@@ -1,9 +1,13 @@
-"""Exceptions of the experiment layer that are not plain ``ValueError``/``TypeError``."""
+"""Exceptions of the experiment layer that are not plain parameter errors."""
 
 from __future__ import annotations
 
+from limen.errors import LimenError
 
-class ResumeError(RuntimeError):
+__all__ = ["ResumeError"]
+
+
+class ResumeError(LimenError, RuntimeError):
     """A resume would continue a different experiment than the one stored.
 
     The message names what differs (parameter space, SFD, strategy) and how to proceed.
