@@ -1,7 +1,6 @@
 """limen.data: the synthetic klines generator and the klines file reader."""
 
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -102,16 +101,6 @@ def test_volatility_scales_with_kline_size():
     hourly = _log_returns(synthetic_klines(kline_size=3600)).std()
     daily = _log_returns(synthetic_klines(kline_size=86400)).std()
     assert daily / hourly == pytest.approx(np.sqrt(24), rel=0.05)
-
-
-def test_generates_5000_rows_well_under_100_ms():
-    synthetic_klines(10)
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        synthetic_klines(5000)
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.1
 
 
 def test_rejects_a_row_count_below_one():

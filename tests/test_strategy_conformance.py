@@ -96,13 +96,15 @@ def test_domain_mutations_hold_from_the_next_proposal(make_loop_on, name):
         msq.remove_ge("x", 15)
         msq.inject_value("mode", "d")
 
+    # The Gaussian process refits on every round: 16 rounds keep its case under 15 s.
+    rounds = 16 if name in SLOW else 30
     model, calls = steering(loop, act, at=3)
-    loop.run("s", n_permutations=30, seed=1, model=model, progress_bar=False)
+    loop.run("s", n_permutations=rounds, seed=1, model=model, progress_bar=False)
 
     later = calls[4:]
     assert all(c["mode"] != "b" and c["x"] < 15 for c in later)
     assert any(c["mode"] == "d" for c in later)
-    assert_only_rounds(loop, 30)
+    assert_only_rounds(loop, rounds)
     assert loop.study.get_trials()[0].distributions["mode"].choices[-1] == "d"
 
 
