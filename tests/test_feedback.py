@@ -306,3 +306,23 @@ def test_the_strategy_hears_every_feedback_trigger_once_with_what_it_applied(tmp
     assert all(
         [(i["op"], i["source"]) for i in items] == [("clear_filter", "Emits")] for _, items in heard
     )
+
+
+def test_a_corrupt_feedback_state_stops_a_resume_unless_forced(tmp_path):
+    import optuna
+
+    from limen.experiment import ResumeError
+    from limen.experiment import study_keys as keys
+
+    loop = make_loop(tmp_path)
+    loop.run("fb", n_permutations=12, seed=3, model=nan_for_mode_c, progress_bar=False)
+    study = optuna.load_study(study_name="fb", storage=f"sqlite:///{tmp_path}/exp/study.db")
+    assert study.user_attrs[keys.FEEDBACK_STATE]["trigger_count"] == 1
+    study.set_user_attr(keys.FEEDBACK_STATE, "not a state")
+
+    with pytest.raises(ResumeError, match="feedback_state.*resume='force'"):
+        make_loop(tmp_path).run("fb", n_permutations=14, resume=True, progress_bar=False)
+    forced = make_loop(tmp_path)
+    forced.run("fb", n_permutations=21, resume="force", progress_bar=False)
+    assert len(forced.study.get_trials()) == 21
+    assert forced.study.user_attrs[keys.FEEDBACK_STATE]["trigger_count"] == 1

@@ -4,7 +4,9 @@ Finished rounds need no checkpoint: each is committed to the study as it ends. W
 does not hold is the *mutable search state*: the ParamDomain and its mutation history, the MSQ
 queue, filters and trim budget, reducer and feedback state, strategy state. Components hand it
 over as JSON-safe dicts (``get_state()``); ``CheckpointManager`` stores it as one study user
-attr, every ``checkpoint_interval`` rounds and at once after a mutation or intervention.
+attr, every ``checkpoint_interval`` rounds and at once after a mutation or intervention. The
+feedback controller's own state (trigger count, what its reducers applied) is a second attr,
+saved after every trigger through the same manager.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from limen.experiment import study_keys as keys
 from limen.experiment.errors import ResumeError
 
 STATE_ATTR = keys.SEARCH_STATE
+FEEDBACK_ATTR = keys.FEEDBACK_STATE
 
 
 class StudyAttrs(Protocol):
@@ -74,6 +77,27 @@ class CheckpointManager:
                 "resume with resume='force' to start the search state afresh."
             )
         return dict(document["state"])
+
+
+    def save_feedback(self, state: Mapping[str, Any]) -> None:
+        """Store the feedback controller's state (JSON-safe), replacing the previous one.
+
+        It is saved after the search state of the same trigger: a crash in between replays the
+        trigger's interventions, which are idempotent, instead of losing them.
+        """
+        self.storage.set_study_user_attr(self.study_id, FEEDBACK_ATTR, dict(state))
+
+    def load_feedback(self) -> dict[str, Any] | None:
+        """The feedback controller's last saved state, or None when the study has none."""
+        state = self.storage.get_study_user_attrs(self.study_id).get(FEEDBACK_ATTR)
+        if state is None:
+            return None
+        if not isinstance(state, Mapping):
+            raise ResumeError(
+                f"The study's {FEEDBACK_ATTR!r} attribute is corrupt ({type(state).__name__}); "
+                "resume with resume='force' to start the feedback state afresh."
+            )
+        return dict(state)
 
 
 def check_resume(

@@ -32,6 +32,7 @@ from limen.adapters.rounds import ClaimedRound
 from limen.adapters.search import StudySearch
 from limen.adapters.storage import LimenStorage, TargetReached, open_storage, redact_url
 from limen.experiment import study_keys as keys
+from limen.experiment.errors import ResumeError
 from limen.experiment.feedback_controller import FeedbackController
 from limen.experiment.pruning import reporting_to
 from limen.experiment.reconcile import reconcile_files
@@ -70,7 +71,6 @@ from limen.experiment.walk_forward import write_round_outputs
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_ATTR = keys.FEEDBACK_STATE
 # Rounds in a row that the database may fail (each re-queued) before the run gives up.
 MAX_STORAGE_FAILURES = 10
 INTERVENTIONS_JSON = "interventions.json"
@@ -231,8 +231,7 @@ class RoundRunner:
             intervention_path=directory / INTERVENTIONS_JSON,
             audit_log_path=directory / AUDIT_JSONL,
         )
-        stored = self.storage.get_study_user_attrs(self.study_id).get(FEEDBACK_ATTR)
-        if self.plan.resume and stored is not None:
+        if self.plan.resume and (stored := self._stored_feedback()) is not None:
             feedback.set_state(stored)
         return feedback
 
@@ -250,9 +249,7 @@ class RoundRunner:
         applied = self.feedback.trigger(log, self.loop.msq, self.finished)
         if applied:
             self.search.save(changed=True)
-        # Saved after the search state: a crash in between replays this trigger's
-        # interventions, which are idempotent, instead of losing them.
-        self.storage.set_study_user_attr(self.study_id, FEEDBACK_ATTR, self.feedback.get_state())
+        self.search.checkpoints.save_feedback(self.feedback.get_state())
 
     def _owns_trigger(self) -> bool:
         """Whether this worker fires the fleet's next trigger: the one whose finished round is a
@@ -262,11 +259,19 @@ class RoundRunner:
         if ordinal % self.loop.feedback_interval:
             return False
         self.search.sync()
-        stored = self.storage.get_study_user_attrs(self.study_id).get(FEEDBACK_ATTR)
-        if stored is not None:
+        if (stored := self._stored_feedback()) is not None:
             self.feedback.set_state(stored)
         self.feedback.trigger_count = self.storage.claim_sequence(self.study_id, FEEDBACK_SEQ)
         return True
+
+    def _stored_feedback(self) -> dict[str, Any] | None:
+        """The feedback state the study holds; ``resume="force"`` drops a corrupt one."""
+        try:
+            return self.search.checkpoints.load_feedback()
+        except ResumeError:
+            if self.plan.resume != "force":
+                raise
+            return None
 
     def _feedback_listens(self) -> bool:
         """Whether a trigger would reach anyone: reducers, a callback, an interventions file,
