@@ -320,7 +320,7 @@ def test_a_corrupt_feedback_state_stops_a_resume_unless_forced(tmp_path):
     assert study.user_attrs[keys.FEEDBACK_STATE]["trigger_count"] == 1
     study.set_user_attr(keys.FEEDBACK_STATE, "not a state")
 
-    with pytest.raises(ResumeError, match="feedback_state.*resume='force'"):
+    with pytest.raises(ResumeError, match=r"feedback_state.*resume='force'"):
         make_loop(tmp_path).run("fb", n_permutations=14, resume=True, progress_bar=False)
     forced = make_loop(tmp_path)
     forced.run("fb", n_permutations=21, resume="force", progress_bar=False)

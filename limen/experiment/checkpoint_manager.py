@@ -78,7 +78,6 @@ class CheckpointManager:
             )
         return dict(document["state"])
 
-
     def save_feedback(self, state: Mapping[str, Any]) -> None:
         """Store the feedback controller's state (JSON-safe), replacing the previous one.
 
