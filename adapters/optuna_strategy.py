@@ -41,6 +41,7 @@ from limen.adapters.sampler_specs import (
     build_sampler,
     require_packages,
 )
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import STRATEGY_REGISTRY, SearchStrategy
@@ -72,7 +73,7 @@ class OptunaStrategy(SearchStrategy):
         if sampler is not None:
             kwargs.pop("seed", None)
             if kwargs:
-                raise ValueError(
+                raise InvalidParameterError(
                     "A sampler instance takes no keywords: configure the instance itself. "
                     f"Got {sorted(kwargs)}."
                 )

@@ -12,6 +12,7 @@ __all__ = [
     "ExperimentNotFoundError",
     "InvalidParameterError",
     "LimenError",
+    "MissingDependencyError",
 ]
 
 
@@ -25,6 +26,11 @@ class InvalidParameterError(LimenError, ValueError, TypeError):
     The message names the parameter, the value given and the values accepted. It derives from
     both ``ValueError`` and ``TypeError`` so callers written against either keep working.
     """
+
+
+class MissingDependencyError(LimenError, ImportError):
+    """An optional package a chosen feature needs is not installed; the message names the
+    ``pip install`` to run."""
 
 
 class ExperimentNotFoundError(LimenError, FileNotFoundError):

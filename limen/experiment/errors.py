@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from limen.errors import LimenError
 
-__all__ = ["ResumeError"]
+__all__ = ["ExperimentExistsError", "ResumeError"]
+
+
+class ExperimentExistsError(LimenError, FileExistsError):
+    """A fresh run was asked where an experiment already holds rounds (or another set-up).
+
+    The message says how to continue it (``resume=True``, ``limen resume``) or start anew.
+    """
 
 
 class ResumeError(LimenError, RuntimeError):

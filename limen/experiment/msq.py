@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from limen.errors import LimenError
 from limen.experiment.identity import plain_value, round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
@@ -25,7 +26,7 @@ from limen.experiment.search_strategy import SearchStrategy
 Filter = Callable[[Mapping[str, Any]], bool]
 
 
-class FilterExhaustedError(RuntimeError):
+class FilterExhaustedError(LimenError, RuntimeError):
     """Filters (or duplicates) refused every proposal of the allowed number of attempts."""
 
 

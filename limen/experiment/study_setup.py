@@ -33,7 +33,7 @@ from limen.adapters.pruners import pruner_config
 from limen.adapters.storage import LimenStorage, StudyProbe, probe_study, redact_url
 from limen.experiment import study_keys as keys
 from limen.experiment.checkpoint_manager import check_resume
-from limen.experiment.errors import ResumeError
+from limen.experiment.errors import ExperimentExistsError, ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
 from limen.experiment.records import (
     METADATA_JSON,
@@ -73,7 +73,7 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
     ``TAKE_OVER``). Reads only.
 
     Raises:
-        FileExistsError: the directory or the study already holds rounds, or the study holds
+        ExperimentExistsError: (a ``FileExistsError``) the directory or the study already holds rounds, or the study holds
             none but was set up for another experiment.
     """
     directory = plan.experiment_dir
@@ -84,7 +84,7 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
     if state == "present" and probe.n_trials:
         used.append(where)
     if used:
-        raise FileExistsError(
+        raise ExperimentExistsError(
             f"Experiment {plan.experiment_name!r} already has rounds ({', '.join(used)} "
             f"in {directory}). Continue it with run(..., resume=True) (CLI: limen resume "
             f"{directory}), or start a new one under a new experiment name or directory."
@@ -99,7 +99,7 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
         if stored != now
     ]
     if changed:
-        raise FileExistsError(
+        raise ExperimentExistsError(
             f"The {where} holds no rounds yet but was set up with another "
             f"{', '.join(changed)}. Take it over with run(..., resume='force'), or start this "
             "experiment under a new experiment name."

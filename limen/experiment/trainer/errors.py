@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from limen.errors import LimenError
+
 
 @dataclass(frozen=True)
 class MetricMismatch:
@@ -17,7 +19,7 @@ class MetricMismatch:
         return f"{self.metric}: stored={self.stored!r}, rebuilt={self.rebuilt!r}"
 
 
-class ReconstructionError(Exception):
+class ReconstructionError(LimenError):
     """A round rebuilt from its stored parameters does not reproduce its stored metrics.
 
     Attributes:
@@ -49,7 +51,7 @@ class ReconstructionError(Exception):
         return type(self), (self.round_id, self.trial_number, self.mismatches, self.causes)
 
 
-class SensorIntegrityError(ValueError):
+class SensorIntegrityError(LimenError, ValueError):
     """A Sensor file is not a Limen Sensor file, is damaged, or was changed after it was saved."""
 
 
