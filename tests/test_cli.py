@@ -80,9 +80,7 @@ def test_a_non_positive_round_count_is_a_usage_error(tmp_path, monkeypatch, caps
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_fresh_run_into_the_same_directory_is_refused(
-    tmp_path, monkeypatch, capsys
-):
+def test_a_second_fresh_run_into_the_same_directory_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["run", "--sfd", "logreg_binary", "--test-mode", "-n", "2", "--no-progress",
             "--experiment-dir", "exp"]  # fmt: skip

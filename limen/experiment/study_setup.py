@@ -73,8 +73,8 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
     ``TAKE_OVER``). Reads only.
 
     Raises:
-        ExperimentExistsError: (a ``FileExistsError``) the directory or the study already holds rounds, or the study holds
-            none but was set up for another experiment.
+        ExperimentExistsError: the directory or the study already holds rounds, or the study
+            holds none but was set up for another experiment (a ``FileExistsError``).
     """
     directory = plan.experiment_dir
     used = [name for name in ROUND_FILES if _holds_rows(directory / name)]
