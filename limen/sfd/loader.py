@@ -161,7 +161,11 @@ def _failure(label: str, exc: BaseException, file: str | None = None) -> SFDLoad
 
 
 def check_sfd(sfd: object, label: str | None = None) -> None:
-    """Check that ``sfd`` has ``params()`` and either ``manifest()`` or ``prep()``/``model()``."""
+    """Check that ``sfd`` has ``params()`` and either ``manifest()`` or ``prep()``/``model()``.
+
+    Raises:
+        limen.InvalidParameterError: ``sfd`` has no ``params()``.
+    """
     label = label or getattr(sfd, "__name__", repr(sfd))
     if not callable(getattr(sfd, "params", None)):
         raise InvalidParameterError(

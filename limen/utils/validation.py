@@ -97,6 +97,8 @@ class Interval(Constraint):
 
     def __str__(self) -> str:
         kind = "an int" if self.kind is Integral else "a float"
+        if self.left is None and self.right is None:
+            return kind
         left_closed = self.closed in ("left", "both") and self.left is not None
         right_closed = self.closed in ("right", "both") and self.right is not None
         low = "-inf" if self.left is None else repr(self.left)
