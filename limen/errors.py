@@ -13,6 +13,7 @@ __all__ = [
     "InvalidParameterError",
     "LimenError",
     "MissingDependencyError",
+    "NoRoundsError",
 ]
 
 
@@ -31,6 +32,10 @@ class InvalidParameterError(LimenError, ValueError, TypeError):
 class MissingDependencyError(LimenError, ImportError):
     """An optional package a chosen feature needs is not installed; the message names the
     ``pip install`` to run."""
+
+
+class NoRoundsError(LimenError, ValueError):
+    """The study holds no round the request can use (none completed, none with the metric)."""
 
 
 class ExperimentNotFoundError(LimenError, FileNotFoundError):

@@ -5,6 +5,7 @@ from limen.experiment.trainer.errors import (
     ReconstructionError,
     SensorIntegrityError,
     SensorTrustError,
+    TrainerError,
 )
 from limen.experiment.trainer.sensor import Sensor
 from limen.experiment.trainer.trainer import Trainer
@@ -16,4 +17,5 @@ __all__ = [
     "SensorIntegrityError",
     "SensorTrustError",
     "Trainer",
+    "TrainerError",
 ]

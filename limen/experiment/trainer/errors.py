@@ -6,6 +6,14 @@ from dataclasses import dataclass
 
 from limen.errors import LimenError
 
+__all__ = [
+    "MetricMismatch",
+    "ReconstructionError",
+    "SensorIntegrityError",
+    "SensorTrustError",
+    "TrainerError",
+]
+
 
 @dataclass(frozen=True)
 class MetricMismatch:
@@ -49,6 +57,12 @@ class ReconstructionError(LimenError):
 
     def __reduce__(self) -> tuple[type, tuple[str, int, list[MetricMismatch], list[str]]]:
         return type(self), (self.round_id, self.trial_number, self.mismatches, self.causes)
+
+
+class TrainerError(LimenError, ValueError):
+    """The Trainer cannot rebuild what was asked: no completed round to rank, a round that
+    no longer decodes with the SFD's parameter space, or a model function that returns no
+    fitted model."""
 
 
 class SensorIntegrityError(LimenError, ValueError):
