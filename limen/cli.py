@@ -156,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, exc, EXIT_EXPERIMENT)
     except LimenError as exc:
         return _fail(args, exc, EXIT_USAGE)
+    except FileNotFoundError as exc:
+        # A file or directory named on the command line that does not exist.
+        return _fail(args, exc, EXIT_USAGE)
     except Exception as exc:
         return _fail(args, exc, EXIT_EXPERIMENT, unexpected=True)
 
@@ -170,10 +173,10 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: b
 
         traceback.print_exception(exc, file=sys.stderr)
     message = " ".join(str(exc).split()) if code == EXIT_USAGE else str(exc).rstrip()
-    if unexpected:
+    if code == EXIT_EXPERIMENT:
         message = f"{type(exc).__name__}: {message}"
-        if not args.debug:
-            message += " (run with --debug for the traceback)"
+    if unexpected and not args.debug:
+        message += " (run with --debug for the traceback)"
     print(f"limen {args.command}: error: {message or type(exc).__name__}", file=sys.stderr)
     return code
 

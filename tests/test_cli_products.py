@@ -82,7 +82,7 @@ def test_predict_refuses_a_tampered_sensor_file(sensor_file, klines_csv, tmp_pat
     data = bytearray(sensor_file.read_bytes())
     data[-50] ^= 0xFF
     tampered.write_bytes(bytes(data))
-    assert main(["predict", str(tampered), str(klines_csv)]) == EXIT_EXPERIMENT
+    assert main(["predict", str(tampered), str(klines_csv)]) == EXIT_USAGE
     assert "changed after it was saved" in capsys.readouterr().err
 
 
@@ -95,7 +95,7 @@ def test_signed_sensor_files_use_a_key_from_the_environment(
     assert main([*args, "--train-split-only", "--key-env", "SENSOR_KEY"]) == EXIT_OK
     [path] = out.glob("*.sensor")
     assert main(["predict", str(path), str(klines_csv), "--key-env", "SENSOR_KEY"]) == EXIT_OK
-    assert main(["predict", str(path), str(klines_csv)]) == EXIT_EXPERIMENT
+    assert main(["predict", str(path), str(klines_csv)]) == EXIT_USAGE
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

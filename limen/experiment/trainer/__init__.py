@@ -3,6 +3,7 @@
 from limen.experiment.trainer.errors import (
     MetricMismatch,
     ReconstructionError,
+    SensorFileNotFoundError,
     SensorIntegrityError,
     SensorTrustError,
     TrainerError,
@@ -14,6 +15,7 @@ __all__ = [
     "MetricMismatch",
     "ReconstructionError",
     "Sensor",
+    "SensorFileNotFoundError",
     "SensorIntegrityError",
     "SensorTrustError",
     "Trainer",

@@ -9,6 +9,7 @@ from limen.errors import LimenError
 __all__ = [
     "MetricMismatch",
     "ReconstructionError",
+    "SensorFileNotFoundError",
     "SensorIntegrityError",
     "SensorTrustError",
     "TrainerError",
@@ -67,6 +68,10 @@ class TrainerError(LimenError, ValueError):
 
 class SensorIntegrityError(LimenError, ValueError):
     """A Sensor file is not a Limen Sensor file, is damaged, or was changed after it was saved."""
+
+
+class SensorFileNotFoundError(LimenError, FileNotFoundError):
+    """The path given as a Sensor file does not exist or is a directory."""
 
 
 class SensorTrustError(SensorIntegrityError):
