@@ -32,7 +32,7 @@ from limen.experiment.run_plan import (
 from limen.experiment.search_strategy import resolve_strategy_config
 from limen.experiment.shutdown import Shutdown
 from limen.experiment.workers import run_workers
-from limen.sfd.loader import check_sfd
+from limen.sfd.loader import SFDLoadError, check_sfd
 from limen.utils.validation import invalid, validate_params
 
 __all__ = ["UniversalExperimentLoop"]
@@ -112,13 +112,18 @@ class UniversalExperimentLoop:
         )
         self.save_artifacts = save_artifacts
         if storage is not None:
-            validate_storage_url(storage)
+            try:
+                validate_storage_url(storage)
+            except InvalidParameterError:
+                raise
+            except ValueError as exc:
+                raise InvalidParameterError(str(exc)) from None
         self.sfd = sfd
         self.sfd_name = getattr(sfd, "__name__", type(sfd).__name__)
         self.test_mode = test_mode
         self.experiment_dir = Path(experiment_dir) if experiment_dir is not None else None
         self.storage_url = storage
-        self.manifest = sfd.manifest() if callable(getattr(sfd, "manifest", None)) else None
+        self.manifest = _build_manifest(sfd, self.sfd_name)
         self._objective = parse_objective(objective, direction)
         self._strategy_config = (
             None if search_strategy is None else resolve_strategy_config(search_strategy)
@@ -310,3 +315,19 @@ class UniversalExperimentLoop:
         if plan.n_jobs > 1:
             run_workers(self, runner, plan)
         return self.experiment_log
+
+
+def _build_manifest(sfd: Any, name: str) -> Any:
+    """The SFD's manifest (None for a custom prep/model SFD); a manifest() that raises is an
+    ``SFDLoadError`` naming the SFD and the error."""
+    build = getattr(sfd, "manifest", None)
+    if not callable(build):
+        return None
+    try:
+        return build()
+    except Exception as exc:
+        raise SFDLoadError(
+            f"manifest() of SFD {name!r} raised {type(exc).__name__}: {exc}. Fix the SFD's "
+            "manifest() and run again.",
+            name=name,
+        ) from exc

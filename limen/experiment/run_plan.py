@@ -20,6 +20,7 @@ from limen.errors import InvalidParameterError
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.records import RESERVED_COLUMNS
 from limen.experiment.search_strategy import SearchStrategy, make_strategy
+from limen.sfd.loader import SFDLoadError
 from limen.utils.validation import (
     InstanceOf,
     Interval,
@@ -280,7 +281,14 @@ def make_run_strategy(
 
 def _resolve_params(loop: Any, override: Any) -> dict[str, list[Any]]:
     source = override if override is not None else loop.sfd.params
-    raw = source() if callable(source) else source
+    try:
+        raw = source() if callable(source) else source
+    except Exception as exc:
+        raise SFDLoadError(
+            f"params() of SFD {loop.sfd_name!r} raised {type(exc).__name__}: {exc}. Fix the "
+            "SFD's params() and run again.",
+            name=loop.sfd_name,
+        ) from exc
     if not isinstance(raw, Mapping) or not raw:
         raise InvalidParameterError(
             f"params() of SFD {loop.sfd_name!r} must return a non-empty dict of parameter "

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
 from limen.experiment.param_domain import Range
 from limen.experiment.reducer.base import (
@@ -184,7 +185,7 @@ class FocusReducer(PruningStrategy):
         if state["focus_active"] and (
             state["best_metric"] is None or state["breakthrough_combo"] is None
         ):
-            raise ValueError(
+            raise InvalidParameterError(
                 "Invalid FocusReducer state: focus_active needs best_metric and breakthrough_combo."
             )
         self._active_focus = bool(state["focus_active"])
