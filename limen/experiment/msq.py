@@ -452,13 +452,13 @@ class MSQ:
                 "The 'combo' parameter of MSQ.inject must be a dict of parameter -> value. "
                 f"Got {combo!r} instead."
             )
+        self._record("inject", combo=dict(combo), prioritize=prioritize)
         keys = set(self.domain.keys)
         missing, extra = keys - set(combo), set(combo) - keys
         if missing:
             raise InvalidParameterError(f"MSQ Injected combo missing parameters: {sorted(missing)}")
         if extra:
             raise InvalidParameterError(f"MSQ Injected combo has extra keys: {sorted(extra)}")
-        self._record("inject", combo=dict(combo), prioritize=prioritize)
         self.queue.push({k: combo[k] for k in self.domain.keys}, prioritize=prioritize)
 
     def remove_custom(self, condition: Filter) -> None:
