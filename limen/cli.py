@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -38,9 +38,17 @@ class UsageError(LimenError):
     """The command line names something that does not exist or cannot work."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``limen <command>: error: <message>``,
+    like every other refusal of the command (argparse prints the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``limen`` and its sub-commands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="limen",
         description="Run a Single File Decoder (SFD) across many parameter permutations, "
         "keeping every round in an Optuna study.",
@@ -142,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``limen`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # --help, or a refused command line (already printed as one line).
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
