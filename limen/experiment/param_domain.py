@@ -341,7 +341,8 @@ class ParamDomain:
     def __init__(self, params: Mapping[str, list[Any] | Range]) -> None:
         if not isinstance(params, Mapping):
             raise InvalidParameterError(
-                f"ParamDomain takes a dict of parameter name -> list or Range, got {params!r}."
+                "The 'params' parameter of ParamDomain must be a dict of parameter name -> "
+                f"non-empty list or a Range. Got {params!r} instead."
             )
         self._params = {key: _checked_entry(key, entry) for key, entry in params.items()}
         self._version = 0

@@ -33,7 +33,7 @@ from limen.adapters.pruners import pruner_config
 from limen.adapters.storage import LimenStorage, StudyProbe, probe_study, redact_url
 from limen.experiment import study_keys as keys
 from limen.experiment.checkpoint_manager import check_resume
-from limen.experiment.errors import ExperimentExistsError, ResumeError
+from limen.experiment.errors import ExperimentExistsError, NothingToResumeError, ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
 from limen.experiment.records import (
     METADATA_JSON,
@@ -134,13 +134,13 @@ def check_resumable(plan: RunPlan) -> None:
     """Refuse to resume a study that does not exist."""
     state = existing_study(plan)
     if state == "unfinished":
-        raise ValueError(
+        raise NothingToResumeError(
             f"Cannot resume experiment {plan.experiment_name!r}: its study in "
             f"{redact_url(plan.storage_url)} was never set up (its creation was interrupted) "
             "and holds no round. Start it fresh with resume=False: the same run replaces it."
         )
     if state == "absent":
-        raise ValueError(
+        raise NothingToResumeError(
             f"Cannot resume experiment {plan.experiment_name!r}: no study of that name "
             f"in {redact_url(plan.storage_url)} (directory {plan.experiment_dir}). Check the "
             "name and experiment_dir, or start it fresh with resume=False."

@@ -107,10 +107,12 @@ def read_sensor_file(
         SensorIntegrityError: not a Sensor file, damaged, or changed since it was saved.
         SensorTrustError: it names types that are not trusted, or it is an unsigned pickle.
     """
+    extra = _type_names(trusted)
+    if key is not None:
+        _key_bytes(key)
     format, payload = _checked_payload(path, key)
     if format == PICKLE:
         return _state(path, _unpickle, payload)
-    extra = _type_names(trusted)
     types = _types_of(path, payload)
     refused = [name for name in types if name not in extra and not is_trusted(name)]
     if refused:
