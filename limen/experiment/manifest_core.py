@@ -27,7 +27,6 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, NoReturn
 
 import numpy as np
@@ -45,6 +44,7 @@ from limen.experiment.walk_forward import (
     combine_folds,
     fold_geometry,
 )
+from limen.utils.values import is_number
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Manifest:
             )
         for name, value in zip(SPLIT_NAMES, (train, val, test), strict=True):
             bound = "> 0" if name == "train" else ">= 0"
-            if not _is_number(value):
+            if not is_number(value):
                 _fail("set_split_config", name, f"a number {bound}", value)
             if not math.isfinite(value) or value < 0 or (name == "train" and value == 0):
                 _fail("set_split_config", name, f"a number {bound}", value)
@@ -259,7 +259,7 @@ class Manifest:
         for name, value in thresholds.items():
             if value is None:
                 continue
-            if not _is_number(value):
+            if not is_number(value):
                 _fail("set_acceptance", name, "a probability in [0, 1] or None", value)
             if not math.isfinite(value) or not 0 <= value <= 1:
                 _fail("set_acceptance", name, "a probability in [0, 1] or None", value)
@@ -279,7 +279,7 @@ class Manifest:
 
     def set_backtest_cost(self, round_trip_bps: float) -> Manifest:
         """The cost of one round trip (entry + exit) in basis points for net-return tracks."""
-        if not _is_number(round_trip_bps):
+        if not is_number(round_trip_bps):
             _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps)
         if not math.isfinite(round_trip_bps) or round_trip_bps < 0:
             _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps)
@@ -701,7 +701,7 @@ class Manifest:
         if self._objective is None or len(self._objective) != 1 or not is_reporting():
             return
         value = metrics.get(self._objective[0][0])
-        if _is_number(value) and math.isfinite(value):
+        if is_number(value) and math.isfinite(value):
             report(float(value), step=fold)
 
     # Internals ----------------------------------------------------------------------------
@@ -980,10 +980,6 @@ def _scale(scaler: Any, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         np.asarray(values, dtype=float), index=features.index, columns=features.columns
     )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _iso(value: Any) -> str:

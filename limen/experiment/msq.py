@@ -22,6 +22,7 @@ from limen.errors import InvalidParameterError, LimenError
 from limen.experiment.identity import plain_value, round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
+from limen.utils.values import jsonable
 
 Filter = Callable[[Mapping[str, Any]], bool]
 
@@ -645,7 +646,7 @@ class MSQ:
 
     def _record(self, operation: str, **details: Any) -> None:
         entry = {"operation": operation, "at_yielded_count": self._yielded}
-        entry.update({key: _jsonable(value) for key, value in details.items()})
+        entry.update({key: jsonable(value) for key, value in details.items()})
         self._log.append(entry)
 
 
@@ -708,11 +709,3 @@ def _check_count(name: str, value: Any, *, allow_none: bool, minimum: int = 1) -
         raise InvalidParameterError(
             f"The '{name}' parameter of MSQ must be an int >= {minimum}. Got {value!r} instead."
         )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value_token(value)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
+from limen.utils.values import is_number
 
 _GRID_TOLERANCE = 1e-9
 _RANGE_FIELDS = frozenset({"low", "high", "log", "step"})
@@ -32,10 +33,6 @@ class UnknownParameterError(InvalidParameterError, KeyError):
 
 def _is_integral(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, repr=False)
@@ -120,7 +117,7 @@ class Range:
             if not _is_integral(value) or not self.low <= value <= self.high:
                 return False
             return bool((value - self.low) % self._step == 0)
-        if not _is_real(value):
+        if not is_number(value):
             return False
         if self.step is None:
             return self.low <= value <= self.high
@@ -201,7 +198,7 @@ class Range:
 
 
 def _check_bound(name: str, value: Any) -> None:
-    if not _is_real(value):
+    if not is_number(value):
         raise InvalidParameterError(
             f"The '{name}' parameter of Range must be a number (int or float, not bool). "
             f"Got {value!r} instead."
@@ -218,7 +215,7 @@ def _check_step(step: Any, is_int: bool) -> None:
             "The 'step' parameter of Range must be an int when low and high are ints. "
             f"Got {step!r} instead."
         )
-    if not _is_real(step):
+    if not is_number(step):
         raise InvalidParameterError(
             f"The 'step' parameter of Range must be a number. Got {step!r} instead."
         )
@@ -642,7 +639,7 @@ def _kept(param: str, values: list[Any], keep: Callable[[Any], Any], threshold: 
 
 
 def _check_threshold(param: str, threshold: Any) -> None:
-    if not _is_real(threshold) or math.isnan(threshold):
+    if not is_number(threshold) or math.isnan(threshold):
         raise InvalidParameterError(
             f"Cannot compare values of '{param}' with threshold {threshold!r}: "
             "a Range holds numbers, so thresholds must be numbers (not bool or NaN)."

@@ -45,6 +45,7 @@ from limen.log import trading
 from limen.log.plots import PLOT_KINDS, write_plot
 from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
 from limen.utils.validation import InstanceOf, Interval, Predicate, validate_params
+from limen.utils.values import is_number
 
 if TYPE_CHECKING:
     from limen.experiment.experiment_core import UniversalExperimentLoop
@@ -506,7 +507,7 @@ class Log:
         for name in self.param_names:
             values = log[name]
             present = [v for v in values if not _missing(v)]
-            if present and all(_is_number(v) for v in present):
+            if present and all(is_number(v) for v in present):
                 columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
                 if len(present) < len(values):
                     columns[f"{name}=None"] = values.map(_missing).astype(float)
@@ -528,12 +529,6 @@ class _StoredValues:
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
 
 
 def _drop_columns(features: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
@@ -46,6 +45,7 @@ from limen.experiment.trainer.study_source import (
 )
 from limen.sfd.loader import check_source, recorded_sfd
 from limen.utils.validation import InstanceOf, Interval, Predicate, StrOptions, validate_params
+from limen.utils.values import is_number
 
 logger = logging.getLogger(__name__)
 
@@ -452,10 +452,10 @@ def compare_metrics(
     """
     mismatches = []
     for name, old in stored.items():
-        if not _is_real(old):
+        if not is_number(old):
             continue
         new = rebuilt.get(name)
-        if not _is_real(new):
+        if not is_number(new):
             mismatches.append(MetricMismatch(name, float(old), None))
             continue
         old, new = float(old), float(new)
@@ -473,10 +473,6 @@ def _close(old: float, new: float, stochastic: bool) -> bool:
     if diff <= ABS_TOL:
         return True
     return stochastic and diff / max(abs(old), abs(new), 1.0) <= STOCHASTIC_REL_TOL
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def _manifest_of(sfd: Any) -> Manifest:
