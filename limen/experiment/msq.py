@@ -22,6 +22,7 @@ from limen.errors import InvalidParameterError, LimenError
 from limen.experiment.identity import plain_value, round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
+from limen.utils.validation import Interval, validate_params
 from limen.utils.values import jsonable
 
 Filter = Callable[[Mapping[str, Any]], bool]
@@ -705,7 +706,4 @@ def _check_callable(condition: Any) -> None:
 def _check_count(name: str, value: Any, *, allow_none: bool, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidParameterError(
-            f"The '{name}' parameter of MSQ must be an int >= {minimum}. Got {value!r} instead."
-        )
+    validate_params({name: [Interval(int, minimum, None)]}, {name: value}, "MSQ")
