@@ -127,12 +127,12 @@ def test_rejects_a_row_count_below_one():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"n_rows": -3}, ValueError, "'n_rows' parameter of synthetic_klines must be an int in the range [1,"),
+        ({"n_rows": -3}, ValueError, "must be an int in the range [1, inf). Got -3 instead"),
         ({"n_rows": 10.0}, TypeError, "'n_rows' parameter of synthetic_klines must be an int"),
         ({"n_rows": True}, TypeError, "Got True instead"),
         ({"kline_size": 0}, ValueError, "The 'kline_size' parameter of synthetic_klines"),
         ({"kline_size": "1h"}, TypeError, "Got '1h' instead"),
-        ({"seed": -1}, ValueError, "'seed' parameter of synthetic_klines must be an int in the range [0,"),
+        ({"seed": -1}, ValueError, "synthetic_klines must be an int in the range [0, inf). Got -1"),
         ({"seed": None}, TypeError, "Got None instead"),
     ],
 )
