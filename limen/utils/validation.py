@@ -15,14 +15,12 @@ A constraint is a ``Constraint`` object (``Interval``, ``Options``, ``StrOptions
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from numbers import Integral, Real
-from typing import Any, TypeVar
+from typing import Any
 
 from limen.errors import InvalidParameterError
 
@@ -42,11 +40,9 @@ __all__ = [
     "invalid",
     "make_constraint",
     "validate_params",
-    "validated",
 ]
 
 CLOSED = ("left", "right", "both", "neither")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Constraint(ABC):
@@ -320,31 +316,6 @@ def check_keywords(
             )
     validate_params(accepted, kwargs, owner)
     return dict(kwargs)
-
-
-def validated(
-    constraints: Mapping[str, Iterable[Any]], owner: str | None = None
-) -> Callable[[F], F]:
-    """Decorate a function so its arguments are checked by ``validate_params`` on each call.
-
-    ``owner`` defaults to the function's qualified name (``Class.method``); ``__init__`` is
-    named after its class.
-    """
-
-    def decorate(func: F) -> F:
-        signature = inspect.signature(func)
-        name = owner or func.__qualname__.removesuffix(".__init__")
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            validate_params(constraints, bound.arguments, name)
-            return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
