@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
+from limen.utils.values import jsonable
 
 ARTIFACTS_DIR = "artifacts"
 PREDICTIONS_CSV = "predictions.csv"
@@ -78,7 +79,7 @@ def upload_round_artifacts(
             _write_predictions(preds, csv_path)
             files.append(csv_path)
         card_path = Path(scratch) / MODEL_CARD_JSON
-        card = json.dumps(_jsonable(dict(model_card)), indent=2, allow_nan=False)
+        card = json.dumps(jsonable(dict(model_card)), indent=2, allow_nan=False)
         card_path.write_text(card, encoding="utf-8")
         files.append(card_path)
         for path in files:
@@ -235,14 +236,3 @@ def _write_predictions(preds: Any, path: Path) -> None:
     # A meaningful index (timestamps, ids) is part of the predictions; a plain 0..n-1 is not.
     keep_index = not isinstance(preds.index, pd.RangeIndex)
     preds.to_csv(path, index=keep_index)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as strict JSON: containers kept, NaN/inf and other objects as readable tokens."""
-    if isinstance(value, np.generic | np.ndarray):
-        value = value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value_token(value)

@@ -41,6 +41,7 @@ from limen.adapters.storage import (
     sqlite_path,
     validate_storage_url,
 )
+from limen.errors import LimenError
 from limen.experiment.records import METADATA_JSON
 
 DEFAULT_HOST = "127.0.0.1"
@@ -49,7 +50,7 @@ DEFAULT_PORT = 8080
 _logger = logging.getLogger(__name__)
 
 
-class DashboardError(ValueError):
+class DashboardError(LimenError, ValueError):
     """The dashboard cannot start on what was given: no study, a bad URL, a busy port."""
 
 

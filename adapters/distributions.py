@@ -21,7 +21,6 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 from optuna.distributions import (
@@ -33,14 +32,11 @@ from optuna.distributions import (
 
 from limen.experiment.identity import value_token
 from limen.experiment.param_domain import Range, same_value
+from limen.utils.values import is_number
 
 _STORABLE = (str, int, float, bool, type(None))
 _REL_TOL = 1e-9
 LOG_SPAN = 10.0
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -102,7 +98,7 @@ class ParamCodec:
         if self.kind == "categorical" or self.values is None:
             real = self.decode(stored)
             integral = self.values is None and isinstance(self.distribution, IntDistribution)
-            if integral and (not _is_number(stored) or real != stored):
+            if integral and (not is_number(stored, finite=True) or real != stored):
                 raise ValueError(
                     f"{self.name}={stored!r} is not an integer of the parameter's range."
                 )
@@ -157,7 +153,7 @@ def codec_for(name: str, entry: list[Any] | Range) -> ParamCodec:
     if isinstance(entry, Range):
         return _range_codec(name, entry)
     values = tuple(entry)
-    if len(values) > 1 and all(_is_number(v) for v in values):
+    if len(values) > 1 and all(is_number(v, finite=True) for v in values):
         numeric = _numeric_codec(name, values)
         if numeric is not None:
             return numeric
@@ -339,7 +335,7 @@ def _new_choice(old: ParamCodec, value: Any) -> Any:
     """The stored choice of a value joining a categorical: itself when Optuna can store it
     beside the existing choices, else its readable token (made unique)."""
     raw_choices = all(c is v for c, v in zip(old.choices, old.values, strict=True))
-    storable = isinstance(value, str | bool) or value is None or _is_number(value)
+    storable = isinstance(value, str | bool) or value is None or is_number(value, finite=True)
     keys = {_native_key(c) for c in old.choices}
     if raw_choices and storable and _native_key(value) not in keys:
         return value
@@ -352,7 +348,7 @@ def _new_choice(old: ParamCodec, value: Any) -> Any:
 
 def _numeric_union(old: ParamCodec, values: tuple[Any, ...]) -> ParamCodec:
     name, dist = old.name, old.distribution
-    if not all(_is_number(v) for v in values):
+    if not all(is_number(v, finite=True) for v in values):
         raise ValueError(
             f"Cannot inject {values[-1]!r} into the numeric parameter '{name}': its values are "
             "numbers in the study. Use a new parameter for other kinds of values."
@@ -383,7 +379,7 @@ def encode_value(value: Any) -> Any:
     """A JSON form of a parameter value, kept in the study's search state."""
     if isinstance(value, bool | str) or value is None:
         return value
-    if _is_number(value):
+    if is_number(value, finite=True):
         return value
     return {"token": value_token(value)}
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from limen.utils.validation import invalid
+
 _ROUNDS = 8
 _MASK64 = (1 << 64) - 1
 # SplitMix64 finaliser constants: a cheap 64-bit mixer whose output bits all depend on every
@@ -115,10 +117,7 @@ class GridSpace:
         """
         count = _check_int("count", count, "GridSpace.positions")
         if count < 0:
-            raise ValueError(
-                f"The 'count' parameter of GridSpace.positions must be an int >= 0. "
-                f"Got {count} instead."
-            )
+            raise invalid("count", "GridSpace.positions", "an int in the range [0, inf)", count)
         start = _check_int("start", start, "GridSpace.positions")
         if start < 0 or start + count > self._total:
             raise IndexError(
@@ -328,10 +327,7 @@ class GridCursor:
             )
         batch_size = _check_int("batch_size", batch_size, "GridCursor")
         if batch_size < 1:
-            raise ValueError(
-                f"The 'batch_size' parameter of GridCursor must be an int >= 1. "
-                f"Got {batch_size} instead."
-            )
+            raise invalid("batch_size", "GridCursor", "an int in the range [1, inf)", batch_size)
         self._space = space
         self._stop = stop
         self._batch_size = batch_size

@@ -16,6 +16,7 @@ from typing import Any
 
 from limen.adapters import options as opt
 from limen.adapters.grid import GridSpace
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
@@ -132,7 +133,7 @@ def check_finite(name: str, domain: ParamDomain) -> None:
     """Refuse a domain with a continuous ``Range`` for a strategy that enumerates values."""
     infinite = [k for k, e in domain.params.items() if _is_continuous(e)]
     if infinite:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The {name!r} strategy enumerates the space, so every parameter needs finitely many "
             f"values; {infinite} are continuous Ranges. Give them a step or use another strategy."
         )

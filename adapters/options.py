@@ -1,115 +1,87 @@
-"""Declarative validation of strategy and pruner keyword arguments.
+"""Strategy and pruner keyword arguments, checked with ``limen.utils.validation``.
 
-Every message follows one template: "The 'n_startup_trials' parameter of TPEStrategy must be an
-int in [0, inf). Got -1 instead." Unknown keywords list the accepted ones; deprecated Optuna
-keywords say why they are refused.
+The sampler and pruner registries describe each keyword with the short helpers below; they
+build the constraints of ``limen.utils.validation``, so these keywords are refused with the
+same message as every other parameter: "The 'n_startup_trials' parameter of TPEStrategy must
+be an int in the range [0, inf). Got -1 instead."
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
+from limen.utils.validation import (
+    Boolean,
+    Constraint,
+    InstanceOf,
+    Interval,
+    NoneConstraint,
+    Options,
+    Predicate,
+    check_keywords,
+    describe,
+)
 
-@dataclass(frozen=True)
-class Option:
-    """One accepted keyword: a predicate on its value and the phrase that describes it."""
+__all__ = [
+    "BOOL",
+    "Option",
+    "choice",
+    "either",
+    "instance_of",
+    "integer",
+    "optional",
+    "real",
+    "validate",
+]
 
-    check: Callable[[Any], bool]
-    description: str
-
-
-def _interval(low: float, high: float, closed: str) -> str:
-    left = "[" if closed in ("both", "left") else "("
-    right = "]" if closed in ("both", "right") and math.isfinite(high) else ")"
-    hi = "inf" if math.isinf(high) else repr(high)
-    lo = "-inf" if math.isinf(low) else repr(low)
-    return f"{left}{lo}, {hi}{right}"
-
-
-def _within(value: float, low: float, high: float, closed: str) -> bool:
-    above = value >= low if closed in ("both", "left") else value > low
-    below = value <= high if closed in ("both", "right") else value < high
-    return above and below
-
-
-def integer(low: float = -math.inf, high: float = math.inf, closed: str = "both") -> Option:
-    """An int (not a bool) in the interval."""
-    return Option(
-        lambda v: (
-            isinstance(v, Integral) and not isinstance(v, bool) and _within(v, low, high, closed)
-        ),
-        f"an int in {_interval(low, high, closed)}",
-    )
+Option = Constraint
+BOOL: Constraint = Boolean()
 
 
-def real(low: float = -math.inf, high: float = math.inf, closed: str = "both") -> Option:
-    """A finite number (not a bool) in the interval."""
-    return Option(
-        lambda v: (
-            isinstance(v, Real)
-            and not isinstance(v, bool)
-            and math.isfinite(v)
-            and _within(v, low, high, closed)
-        ),
-        f"a float in {_interval(low, high, closed)}",
-    )
+def integer(
+    low: float | None = None, high: float | None = None, closed: str = "both"
+) -> Constraint:
+    """An int (not a bool) in the interval; a missing bound is unbounded."""
+    return Interval(Integral, low, high, closed=closed)
 
 
-BOOL = Option(lambda v: isinstance(v, bool), "a bool")
+def real(low: float | None = None, high: float | None = None, closed: str = "both") -> Constraint:
+    """A finite number (not a bool) in the interval; a missing bound is unbounded."""
+    return Interval(Real, low, high, closed=closed)
 
 
-def choice(*options: Any) -> Option:
+def choice(*options: Any) -> Constraint:
     """One of ``options``."""
-    return Option(lambda v: v in options, f"one of {list(options)}")
+    return Options(object, options)
 
 
-def instance_of(kind: type | tuple[type, ...], description: str) -> Option:
-    """An instance of ``kind``."""
-    return Option(lambda v: isinstance(v, kind), description)
+def instance_of(kind: type | tuple[type, ...], description: str) -> Constraint:
+    """An instance of ``kind``, named by ``description``."""
+    return InstanceOf(kind, description)
 
 
-def optional(option: Option) -> Option:
+def optional(option: Constraint) -> Constraint:
     """``option`` or None."""
-    return Option(lambda v: v is None or option.check(v), f"{option.description} or None")
+    return either(option, NoneConstraint())
 
 
-def either(*options: Option) -> Option:
+def either(*options: Constraint) -> Constraint:
     """Any of ``options``."""
-    return Option(
-        lambda v: any(o.check(v) for o in options), " or ".join(o.description for o in options)
-    )
+    return Predicate(lambda v: any(o.is_satisfied_by(v) for o in options), describe(options))
 
 
 def validate(
     owner: str,
     kwargs: Mapping[str, Any],
-    accepted: Mapping[str, Option],
+    accepted: Mapping[str, Constraint],
     deprecated: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Check ``kwargs`` against ``accepted``; returns them as a new dict.
 
     Raises:
-        ValueError: an unknown or deprecated keyword, or a value outside its option.
+        limen.InvalidParameterError: an unknown or deprecated keyword, or a value outside its
+            constraint (a ``ValueError`` too).
     """
-    deprecated = deprecated or {}
-    for key, value in kwargs.items():
-        if key in deprecated:
-            raise ValueError(
-                f"The '{key}' parameter of {owner} is not accepted: {deprecated[key]} "
-                f"Accepted parameters: {sorted(accepted)}."
-            )
-        if key not in accepted:
-            raise ValueError(
-                f"Unknown parameter {key!r} for {owner}. Accepted parameters: {sorted(accepted)}."
-            )
-        option = accepted[key]
-        if not option.check(value):
-            raise ValueError(
-                f"The '{key}' parameter of {owner} must be {option.description}. "
-                f"Got {value!r} instead."
-            )
-    return dict(kwargs)
+    return check_keywords(owner, kwargs, {k: [c] for k, c in accepted.items()}, deprecated)

@@ -41,9 +41,11 @@ from limen.adapters.sampler_specs import (
     build_sampler,
     require_packages,
 )
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import STRATEGY_REGISTRY, SearchStrategy
+from limen.utils.values import is_number
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class OptunaStrategy(SearchStrategy):
         if sampler is not None:
             kwargs.pop("seed", None)
             if kwargs:
-                raise ValueError(
+                raise InvalidParameterError(
                     "A sampler instance takes no keywords: configure the instance itself. "
                     f"Got {sorted(kwargs)}."
                 )
@@ -398,7 +400,7 @@ class _DomainSampler(BaseSampler):
         entry = self.strategy.domain.values_for(name)
         if isinstance(entry, Range):
             return _into_range(entry, external)
-        if codec.kind == "categorical" or not _is_number(external):
+        if codec.kind == "categorical" or not is_number(external, finite=True):
             return codec.to_stored(self.rng.choice(entry))
         log = getattr(codec.distribution, "log", False)
 
@@ -406,10 +408,6 @@ class _DomainSampler(BaseSampler):
             return abs(math.log(v) - math.log(external)) if log else abs(v - external)
 
         return codec.to_stored(min(entry, key=gap))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _into_range(entry: Range, value: float) -> int | float:

@@ -26,7 +26,9 @@ from optuna.pruners import (
 )
 
 from limen.adapters import options as opt
+from limen.errors import InvalidParameterError, MissingDependencyError
 from limen.experiment.search_strategy import PRUNER_REGISTRY
+from limen.utils.validation import Constraint, Predicate, invalid
 
 _STEPS = {
     "n_startup_trials": opt.integer(0),
@@ -37,7 +39,7 @@ _STEPS = {
 _RESOURCE = opt.either(opt.integer(1), opt.choice("auto"))
 
 # name -> (Optuna class, accepted keywords, required keywords)
-PRUNER_SPECS: dict[str, tuple[type[BasePruner], dict[str, opt.Option], tuple[str, ...]]] = {
+PRUNER_SPECS: dict[str, tuple[type[BasePruner], dict[str, Constraint], tuple[str, ...]]] = {
     "median": (MedianPruner, dict(_STEPS), ()),
     "percentile": (
         PercentilePruner,
@@ -77,7 +79,7 @@ PRUNER_SPECS: dict[str, tuple[type[BasePruner], dict[str, opt.Option], tuple[str
     "patient": (
         PatientPruner,
         {
-            "wrapped_pruner": opt.Option(
+            "wrapped_pruner": Predicate(
                 lambda v: v is None or isinstance(v, str | Mapping | BasePruner),
                 "a pruner name, a pruner config dict, a BasePruner or None",
             ),
@@ -109,23 +111,25 @@ def pruner_config(config: Any) -> dict[str, Any] | None:
     if isinstance(config, str):
         config = {"name": config}
     if not isinstance(config, Mapping) or "name" not in config:
-        raise ValueError(
-            "The 'pruner' parameter of UniversalExperimentLoop must be a pruner name "
-            f"{list(PRUNER_REGISTRY)}, a dict {{'name': ..., **kwargs}} or an "
-            f"optuna.pruners.BasePruner. Got {config!r} instead."
+        raise invalid(
+            "pruner",
+            "UniversalExperimentLoop",
+            f"a pruner name {list(PRUNER_REGISTRY)}, a dict {{'name': ..., **kwargs}}, an "
+            "optuna.pruners.BasePruner or None",
+            config,
         )
     kwargs = dict(config)
     name = kwargs.pop("name")
     if name not in PRUNER_SPECS:
-        raise ValueError(f"Unknown pruner {name!r}. Registered pruners: {list(PRUNER_REGISTRY)}.")
+        raise invalid("pruner", "UniversalExperimentLoop", f"one of {list(PRUNER_REGISTRY)}", name)
     cls, accepted, required = PRUNER_SPECS[name]
     owner = f"{cls.__name__} ({name!r})"
     opt.validate(owner, kwargs, accepted)
     missing = [key for key in required if key not in kwargs]
     if missing:
-        raise ValueError(f"The '{missing[0]}' parameter of {owner} is required.")
+        raise InvalidParameterError(f"The '{missing[0]}' parameter of {owner} is required.")
     if name == "threshold" and kwargs.get("lower") is None and kwargs.get("upper") is None:
-        raise ValueError(f"{owner} needs 'lower' or 'upper' (or both).")
+        raise InvalidParameterError(f"{owner} needs 'lower' or 'upper' (or both).")
     if isinstance(kwargs.get("wrapped_pruner"), str | Mapping):
         kwargs["wrapped_pruner"] = pruner_config(kwargs["wrapped_pruner"])
     return {"name": name, **kwargs}
@@ -139,7 +143,7 @@ def make_pruner(config: Any) -> BasePruner:
     if resolved is None:
         return NopPruner()
     if resolved["name"] == "instance":
-        raise ValueError(
+        raise InvalidParameterError(
             f"The study was run with a pruner instance ({resolved['class']}), which cannot be "
             "rebuilt from its record: pass the same pruner=... again to resume."
         )
@@ -159,7 +163,7 @@ def _require_scipy() -> None:
     try:
         import scipy  # noqa: F401
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "The 'wilcoxon' pruner needs scipy: pip install scipy (or pip install 'limen[gp]')."
         ) from exc
 
@@ -187,11 +191,11 @@ class RoundReporter:
                 "one objective)."
             )
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise TypeError(f"report() needs an int step >= 0. Got {step!r} instead.")
+            raise invalid("step", "report", "an int in the range [0, inf)", step)
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"report() needs a number value. Got {value!r} instead.") from None
+            raise invalid("value", "report", "a number", value) from None
         if not math.isfinite(value):
             return
         storage = self.study._storage

@@ -30,6 +30,7 @@ from optuna.samplers.nsgaii import (
 )
 
 from limen.adapters import options as opt
+from limen.errors import MissingDependencyError
 
 _SEED = opt.optional(opt.integer(0))
 _SAMPLER = opt.instance_of(BaseSampler, "an optuna.samplers.BaseSampler instance")
@@ -171,7 +172,7 @@ def require_packages(name: str, modules: tuple[str, ...]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"The {name!r} strategy needs the {module!r} package: "
                 f"pip install 'limen[{_EXTRAS[module]}]'."
             ) from exc

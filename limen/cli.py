@@ -1,6 +1,9 @@
 """The ``limen`` command: a thin layer over the library.
 
-Exit codes: 0 ok, 1 the experiment failed, 2 the command line was wrong.
+Exit codes: 0 ok; 2 the input was refused (a flag, a config file, an SFD, a directory or a
+storage that cannot be used), with one line ``limen <command>: error: <message>`` on stderr;
+1 the work started and failed for another reason (a round that does not reproduce, an
+unexpected error). ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,29 +16,49 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
+from limen.errors import InvalidParameterError, LimenError
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
 
 EXIT_OK, EXIT_EXPERIMENT, EXIT_USAGE = 0, 1, 2
 BEST_SHOWN = 5
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  done
+  {EXIT_USAGE}  the input was refused: a flag, config file, SFD, directory or storage that cannot
+     be used; one line "limen COMMAND: error: MESSAGE" on stderr
+  {EXIT_EXPERIMENT}  the work started and failed for another reason (a round that does not
+     reproduce, an unexpected error); --debug shows the traceback"""
 
 
-class UsageError(Exception):
+class UsageError(LimenError):
     """The command line names something that does not exist or cannot work."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``limen <command>: error: <message>``,
+    like every other refusal of the command (argparse prints the usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``limen`` and its sub-commands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="limen",
         description="Run a Single File Decoder (SFD) across many parameter permutations, "
         "keeping every round in an Optuna study.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an error (for bug reports)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -127,28 +150,47 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``limen`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # --help, or a refused command line (already printed as one line).
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("optuna").setLevel(logging.WARNING)
+    from limen.experiment.trainer.errors import ReconstructionError
+
     try:
-        if args.command in PRODUCT_COMMANDS:
-            return command_product(args)
-        if args.command == "dashboard":
-            return command_dashboard(args)
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "worker":
-            return command_worker(args)
-        return command_resume(args)
-    except UsageError as exc:
-        print(f"limen: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (FileExistsError, ValueError, TypeError, KeyError, RuntimeError) as exc:
-        print(f"limen: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_EXPERIMENT
+        return COMMANDS[args.command](args)
+    except ReconstructionError as exc:
+        return _fail(args, exc, EXIT_EXPERIMENT)
+    except LimenError as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except FileNotFoundError as exc:
+        # A file or directory named on the command line that does not exist.
+        return _fail(args, exc, EXIT_USAGE)
+    except Exception as exc:
+        return _fail(args, exc, EXIT_EXPERIMENT, unexpected=True)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False) -> int:
+    """Print the error as ``limen <command>: error: <message>`` and return the exit code.
+
+    A refused input is one line; the traceback is printed only with ``--debug``.
+    """
+    if args.debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    message = " ".join(str(exc).split()) if code == EXIT_USAGE else str(exc).rstrip()
+    if code == EXIT_EXPERIMENT:
+        message = f"{type(exc).__name__}: {message}"
+    if unexpected and not args.debug:
+        message += " (run with --debug for the traceback)"
+    print(f"limen {args.command}: error: {message or type(exc).__name__}", file=sys.stderr)
+    return code
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -156,15 +198,9 @@ def command_run(args: argparse.Namespace) -> int:
     from limen.experiment.experiment_core import UniversalExperimentLoop
     from limen.sfd.loader import load_sfd
 
+    _check_flags(args, {"-n": ("n_permutations", 1), "--jobs": ("jobs", 0)})
     config = run_config(args)
-    try:
-        sfd = load_sfd(config.sfd)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    if config.n_permutations <= 0:
-        raise UsageError(f"-n must be >= 1. Got {config.n_permutations} instead.")
-    if args.jobs < 0:
-        raise UsageError(f"--jobs must be >= 0. Got {args.jobs} instead.")
+    sfd = load_sfd(config.sfd)
     loop = UniversalExperimentLoop(
         sfd=sfd,
         test_mode=config.test_mode,
@@ -213,8 +249,7 @@ def command_worker(args: argparse.Namespace) -> int:
     from limen.experiment.experiment_core import UniversalExperimentLoop
     from limen.experiment.run_plan import check_workers
 
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be >= 1. Got {args.jobs} instead.")
+    _check_flags(args, {"--jobs": ("jobs", 1)})
     if args.experiment_dir is not None:
         directory = Path(args.experiment_dir)
         metadata = read_metadata(directory)
@@ -228,7 +263,7 @@ def command_worker(args: argparse.Namespace) -> int:
     url = storage or default_storage_url(directory)
     try:
         check_workers(args.jobs, url, allow_sqlite=args.force)
-    except ValueError as exc:
+    except InvalidParameterError as exc:
         raise UsageError(str(exc).replace("allow_sqlite_workers=True", "--force")) from exc
     if not probe_study(url, name).exists:
         raise UsageError(
@@ -258,10 +293,7 @@ def run_config(args: argparse.Namespace) -> Any:
 
     if (args.config is None) == (args.sfd is None):
         raise UsageError("Give an experiment config file or --sfd MODULE (one of the two).")
-    try:
-        document = read_config_file(args.config) if args.config else {"sfd": args.sfd}
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        raise UsageError(str(exc)) from exc
+    document = read_config_file(args.config) if args.config else {"sfd": args.sfd}
     flags = {
         "sfd": args.sfd,
         "name": args.name,
@@ -276,10 +308,7 @@ def run_config(args: argparse.Namespace) -> Any:
     document.update({k: v for k, v in flags.items() if v is not None})
     if args.strategy:
         document["strategy"] = _strategy_flag(args.strategy)
-    try:
-        return load_config(document, args.overrides)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    return load_config(document, args.overrides)
 
 
 def _strategy_flag(value: str) -> Any:
@@ -288,10 +317,7 @@ def _strategy_flag(value: str) -> Any:
 
     if not value.lower().endswith(CONFIG_SUFFIXES):
         return value
-    try:
-        document = read_config_file(value)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        raise UsageError(str(exc)) from exc
+    document = read_config_file(value)
     return document.get("strategy", document)
 
 
@@ -299,6 +325,7 @@ def command_resume(args: argparse.Namespace) -> int:
     """``limen resume DIR``: reopen the experiment stored in DIR and continue it."""
     from limen.experiment.experiment_core import UniversalExperimentLoop
 
+    _check_flags(args, {"-n": ("n_permutations", 1)})
     directory = Path(args.experiment_dir)
     metadata = read_metadata(directory)
     storage = args.storage or _stored_storage(metadata)
@@ -347,32 +374,21 @@ def _user_sfd(args: argparse.Namespace, attrs: dict[str, Any]) -> Any:
     from limen.sfd.loader import check_source, load_sfd, recorded_sfd
 
     if args.sfd is None:
-        try:
-            return recorded_sfd(attrs, force=args.force)
-        except ImportError as exc:
-            raise UsageError(str(exc)) from exc
-    try:
-        sfd = load_sfd(args.sfd)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        return recorded_sfd(attrs, force=args.force)
+    sfd = load_sfd(args.sfd)
     check_source(sfd, attrs, force=args.force)
     return sfd
 
 
 def command_dashboard(args: argparse.Namespace) -> int:
     """``limen dashboard DIR|URL``: serve optuna-dashboard on the study until Ctrl-C."""
-    from limen.adapters.dashboard import DashboardError, resolve_target, serve
+    from limen.adapters.dashboard import resolve_target, serve
 
     def announce(url: str) -> None:
         print(f"optuna-dashboard: {url}  (Ctrl-C to stop)", flush=True)
 
-    try:
-        target = resolve_target(
-            args.location, study_name=args.study, artifact_dir=args.artifact_dir
-        )
-        serve(target, host=args.host, port=args.port, on_ready=announce)
-    except DashboardError as exc:
-        raise UsageError(str(exc)) from exc
+    target = resolve_target(args.location, study_name=args.study, artifact_dir=args.artifact_dir)
+    serve(target, host=args.host, port=args.port, on_ready=announce)
     return EXIT_OK
 
 
@@ -432,7 +448,6 @@ def _db_note(directory: Path) -> str:
 
 # -------------------------------------------------- products: train, predict, status, export, plot
 
-PRODUCT_COMMANDS = ("train", "predict", "status", "export", "plot", "accept")
 SENSOR_FORMATS = ("skops", "pickle")
 
 
@@ -544,28 +559,6 @@ def _add_key_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def command_product(args: argparse.Namespace) -> int:
-    """Run a product command; a round that does not reproduce or an SFD that cannot be
-    imported is an experiment error (exit 1), a path that does not exist a usage error."""
-    from limen.experiment.trainer import ReconstructionError
-
-    commands = {
-        "train": command_train,
-        "predict": command_predict,
-        "status": command_status,
-        "export": command_export,
-        "plot": command_plot,
-        "accept": command_accept,
-    }
-    try:
-        return commands[args.command](args)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from exc
-    except (ReconstructionError, ImportError, OSError) as exc:
-        print(f"limen: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_EXPERIMENT
-
-
 def _study_source(args: argparse.Namespace) -> tuple[str, str | None]:
     """The experiment (directory or URL) and study name named by the command line."""
     if args.storage is None:
@@ -590,8 +583,7 @@ def command_train(args: argparse.Namespace) -> int:
     from limen.experiment.trainer import Trainer
     from limen.experiment.trainer.study_source import objective_of
 
-    if args.best is not None and args.best < 1:
-        raise UsageError(f"--best must be >= 1. Got {args.best} instead.")
+    _check_flags(args, {"--best": ("best", 1)})
     key = _key(args)
     if args.format == "pickle" and key is None:
         raise UsageError(
@@ -629,8 +621,7 @@ def command_predict(args: argparse.Namespace) -> int:
     from limen.data import read_klines
     from limen.experiment.trainer import Sensor
 
-    if args.tail is not None and args.tail < 1:
-        raise UsageError(f"--tail must be >= 1. Got {args.tail} instead.")
+    _check_flags(args, {"--tail": ("tail", 1)})
     sensor = Sensor.load(args.sensor, key=_key(args), trusted=args.trust)
     predictions = sensor.predict(read_klines(args.data))
     if args.tail is not None:
@@ -652,8 +643,7 @@ def command_status(args: argparse.Namespace) -> int:
     """``limen status DIR``: rounds by state, rate, ETA and the best rounds."""
     from limen.log import Log
 
-    if args.top < 0:
-        raise UsageError(f"--top must be >= 0. Got {args.top} instead.")
+    _check_flags(args, {"--top": ("top", 0)})
     source, study_name = _study_source(args)
     print(status_report(Log(source, study_name), args.top, args.metric, args.direction))
     return EXIT_OK
@@ -803,6 +793,31 @@ def command_plot(args: argparse.Namespace) -> int:
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return EXIT_OK
+
+
+def _check_flags(args: argparse.Namespace, flags: dict[str, tuple[str, int]]) -> None:
+    """Check integer flags against their least value: ``{"--jobs": ("jobs", 0)}``; an absent
+    (None) flag is not checked."""
+    from limen.utils.validation import Interval, validate_params
+
+    values = {flag: getattr(args, dest) for flag, (dest, _) in flags.items()}
+    given = {flag: value for flag, value in values.items() if value is not None}
+    constraints = {flag: [Interval(int, least, None)] for flag, (_, least) in flags.items()}
+    validate_params(constraints, given, f"limen {args.command}")
+
+
+COMMANDS = {
+    "run": command_run,
+    "resume": command_resume,
+    "worker": command_worker,
+    "dashboard": command_dashboard,
+    "train": command_train,
+    "predict": command_predict,
+    "status": command_status,
+    "export": command_export,
+    "plot": command_plot,
+    "accept": command_accept,
+}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ __all__ = [
     "ExperimentNotFoundError",
     "InvalidParameterError",
     "LimenError",
+    "MissingDependencyError",
+    "NoRoundsError",
 ]
 
 
@@ -25,6 +27,15 @@ class InvalidParameterError(LimenError, ValueError, TypeError):
     The message names the parameter, the value given and the values accepted. It derives from
     both ``ValueError`` and ``TypeError`` so callers written against either keep working.
     """
+
+
+class MissingDependencyError(LimenError, ImportError):
+    """An optional package a chosen feature needs is not installed; the message names the
+    ``pip install`` to run."""
+
+
+class NoRoundsError(LimenError, ValueError):
+    """The study holds no round the request can use (none completed, none with the metric)."""
 
 
 class ExperimentNotFoundError(LimenError, FileNotFoundError):

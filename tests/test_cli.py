@@ -72,19 +72,23 @@ def test_an_unknown_sfd_is_a_usage_error_and_leaves_nothing(tmp_path, monkeypatc
 def test_a_non_positive_round_count_is_a_usage_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--sfd", "logreg_binary", "-n", "0"]) == 2
-    assert "-n must be >= 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == (
+        "limen run: error: The '-n' parameter of limen run must be an int in the range [1, inf). "
+        "Got 0 instead.\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_fresh_run_into_the_same_directory_is_an_experiment_error(
-    tmp_path, monkeypatch, capsys
-):
+def test_a_second_fresh_run_into_the_same_directory_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["run", "--sfd", "logreg_binary", "--test-mode", "-n", "2", "--no-progress",
             "--experiment-dir", "exp"]  # fmt: skip
     assert main(args) == 0
-    assert main(args) == 1
-    assert "limen resume" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "limen resume" in err and len(err.splitlines()) == 1
 
 
 def test_resume_of_a_directory_without_an_experiment_is_a_usage_error(tmp_path, capsys):

@@ -82,7 +82,7 @@ def test_predict_refuses_a_tampered_sensor_file(sensor_file, klines_csv, tmp_pat
     data = bytearray(sensor_file.read_bytes())
     data[-50] ^= 0xFF
     tampered.write_bytes(bytes(data))
-    assert main(["predict", str(tampered), str(klines_csv)]) == EXIT_EXPERIMENT
+    assert main(["predict", str(tampered), str(klines_csv)]) == EXIT_USAGE
     assert "changed after it was saved" in capsys.readouterr().err
 
 
@@ -95,7 +95,7 @@ def test_signed_sensor_files_use_a_key_from_the_environment(
     assert main([*args, "--train-split-only", "--key-env", "SENSOR_KEY"]) == EXIT_OK
     [path] = out.glob("*.sensor")
     assert main(["predict", str(path), str(klines_csv), "--key-env", "SENSOR_KEY"]) == EXIT_OK
-    assert main(["predict", str(path), str(klines_csv)]) == EXIT_EXPERIMENT
+    assert main(["predict", str(path), str(klines_csv)]) == EXIT_USAGE
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -121,7 +121,6 @@ def test_a_missing_experiment_directory_is_a_usage_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_train_without_a_selection_is_a_usage_error(experiment, tmp_path):
-    with pytest.raises(SystemExit) as exit_:
-        main(["train", str(experiment.directory), "--out", str(tmp_path)])
-    assert exit_.value.code == EXIT_USAGE
+def test_train_without_a_selection_is_a_usage_error(experiment, tmp_path, capsys):
+    assert main(["train", str(experiment.directory), "--out", str(tmp_path)]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith("limen train: error: one of the arguments")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from limen.data import KLINE_COLUMNS, read_klines, synthetic_klines
+from limen.errors import InvalidParameterError
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +105,23 @@ def test_volatility_scales_with_kline_size():
 
 
 def test_rejects_a_row_count_below_one():
-    message = "The 'n_rows' parameter of synthetic_klines must be an int >= 1. Got 0 instead."
-    with pytest.raises(ValueError, match=re.escape(message)):
+    message = (
+        "The 'n_rows' parameter of synthetic_klines must be an int in the range [1, inf). "
+        "Got 0 instead."
+    )
+    with pytest.raises(InvalidParameterError, match=re.escape(message)):
         synthetic_klines(0)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"n_rows": -3}, ValueError, "'n_rows' parameter of synthetic_klines must be an int >= 1"),
+        ({"n_rows": -3}, ValueError, "must be an int in the range [1, inf). Got -3 instead"),
         ({"n_rows": 10.0}, TypeError, "'n_rows' parameter of synthetic_klines must be an int"),
         ({"n_rows": True}, TypeError, "Got True instead"),
         ({"kline_size": 0}, ValueError, "The 'kline_size' parameter of synthetic_klines"),
         ({"kline_size": "1h"}, TypeError, "Got '1h' instead"),
-        ({"seed": -1}, ValueError, "The 'seed' parameter of synthetic_klines must be an int >= 0"),
+        ({"seed": -1}, ValueError, "synthetic_klines must be an int in the range [0, inf). Got -1"),
         ({"seed": None}, TypeError, "Got None instead"),
     ],
 )

@@ -95,7 +95,7 @@ def test_a_failing_source_is_recorded_and_the_others_still_run(tmp_path):
     errors = audit_lines(audit)[0]["errors"]
     assert [(e["source"], e["error"]) for e in errors] == [
         ("Emits", "RuntimeError: boom"),
-        ("intra_callback", "ValueError: MSQ Injected combo missing parameters: ['b']"),
+        ("intra_callback", "InvalidParameterError: MSQ Injected combo missing parameters: ['b']"),
     ]
 
 

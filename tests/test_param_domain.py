@@ -254,7 +254,7 @@ def test_domain_rejects_parameter_names_reserved_for_round_metadata():
 
 
 def test_domain_rejects_params_that_are_not_a_mapping():
-    with pytest.raises(TypeError, match="ParamDomain takes a dict"):
+    with pytest.raises(TypeError, match="The 'params' parameter of ParamDomain must be a dict"):
         ParamDomain([("a", [1])])
 
 

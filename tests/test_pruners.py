@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 import strategy_sfd
 from limen.adapters.pruners import make_pruner, pruner_config
+from limen.errors import InvalidParameterError
 from limen.experiment import PRUNER_REGISTRY, UniversalExperimentLoop, report
 
 
@@ -79,7 +80,7 @@ def test_every_registered_pruner_builds(name):
 
 
 def test_pruner_configs_are_validated():
-    with pytest.raises(ValueError, match="Unknown pruner 'mediam'"):
+    with pytest.raises(InvalidParameterError, match=r"'pruner' parameter .* Got 'mediam'"):
         pruner_config("mediam")
     with pytest.raises(ValueError, match=r"Unknown parameter 'startup'.*'n_startup_trials'"):
         pruner_config({"name": "median", "startup": 1})

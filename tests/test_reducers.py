@@ -127,9 +127,9 @@ def test_make_reducer_builds_from_a_config_dict_and_names_unknown_ones():
     ("cls", "kwargs", "message"),
     [
         (SanityReducer, {"metric": "s", "nan_threshold": 1.5}, "'nan_threshold' parameter of "
-         "SanityReducer must be a number in [0.0, 1.0]. Got 1.5"),
+         "SanityReducer must be a float in the range [0.0, 1.0]. Got 1.5"),
         (SaturationReducer, {"metric": "s", "window_size": 0}, "'window_size' parameter of "
-         "SaturationReducer must be an int in [1, inf). Got 0"),
+         "SaturationReducer must be an int in the range [1, inf). Got 0"),
         (BudgetReducer, {"trim_strategy": "fast"}, "'trim_strategy' parameter of BudgetReducer"),
         (BudgetReducer, {"trim_strategy": "worst_first"}, "'metric' parameter of BudgetReducer"),
         (CorrelationReducer, {"metric": "s", "method": "x"}, "'method' parameter"),

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 import strategy_sfd
 from limen.adapters.sampler_specs import SAMPLER_SPECS
 from limen.adapters.storage import open_storage
+from limen.errors import InvalidParameterError
 from limen.experiment import (
     STRATEGY_REGISTRY,
     FilterExhaustedError,
@@ -178,7 +179,9 @@ def test_filters_refusing_every_proposal_raise_filter_exhausted(tmp_path):
 
 
 def test_an_unknown_strategy_names_the_registered_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown search strategy 'tpe2'.*'bruteforce'"):
+    with pytest.raises(
+        InvalidParameterError, match=r"'search_strategy' parameter .*'bruteforce'.* Got 'tpe2'"
+    ):
         make_loop(tmp_path, "tpe2")
 
 
@@ -196,7 +199,7 @@ def test_a_bad_value_follows_the_message_template():
     with pytest.raises(ValueError) as info:
         make_strategy({"name": "tpe", "n_startup_trials": -1}, ParamDomain(strategy_sfd.params()))
     assert str(info.value) == (
-        "The 'n_startup_trials' parameter of TPEStrategy must be an int in [0, inf). "
+        "The 'n_startup_trials' parameter of TPEStrategy must be an int in the range [0, inf). "
         "Got -1 instead."
     )
 

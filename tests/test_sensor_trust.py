@@ -258,16 +258,16 @@ def test_trusted_must_be_a_list_of_names_or_types(logreg, tmp_path):
 def test_predict_refuses_an_untrusted_file_in_one_line_and_accepts_trust(
     logreg, tmp_path, monkeypatch, capsys
 ):
-    from limen.cli import EXIT_EXPERIMENT, EXIT_OK, main
+    from limen.cli import EXIT_OK, EXIT_USAGE, main
 
     path = logreg.save(tmp_path / "s.sensor")
     _, _, header, payload = _parts(path)
     _rewrite(path, header, _with_type(payload, "limen.sfd.indicators", "np"), redigest=True)
     data = tmp_path / "fresh.csv"
     FRESH.head(50).to_csv(data, index=False)
-    assert main(["predict", str(path), str(data)]) == EXIT_EXPERIMENT
+    assert main(["predict", str(path), str(data)]) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "SensorTrustError" in err and "--trust" in err
+    assert len(err.splitlines()) == 1 and "not trusted" in err and "--trust" in err
     good = logreg.save(tmp_path / "good.sensor")
     assert main(["predict", str(good), str(data), "--trust", "x.Y"]) == EXIT_OK
 

@@ -196,9 +196,9 @@ def test_resume_with_an_edited_sfd_is_refused_unless_forced(tmp_path, monkeypatc
     sfd_file.write_text(sfd_file.read_text("utf-8") + "\n# edited\n", "utf-8")
     monkeypatch.delitem(sys.modules, "my_sfd", raising=False)
     args = ["resume", str(directory), "-n", "3", "--sfd", str(sfd_file), "--no-progress"]
-    assert main(args) == EXIT_EXPERIMENT
+    assert main(args) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "SFDSourceMismatchError" in err and "--force" in err
+    assert "SHA-256" in err and "--force" in err and len(err.splitlines()) == 1
     monkeypatch.delitem(sys.modules, "my_sfd", raising=False)
     assert main([*args, "--force"]) == EXIT_OK
 

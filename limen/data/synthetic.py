@@ -8,12 +8,11 @@ returns so the usual kline invariants hold.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
 
 from limen.data.schema import DATETIME_DTYPE, KLINE_COLUMNS
+from limen.utils.validation import Interval, validate_params
 
 START = pd.Timestamp("2020-01-01")
 """Open time of the first bar (tz-naive UTC)."""
@@ -105,17 +104,7 @@ def synthetic_klines(n_rows: int = 5000, kline_size: int = 3600, seed: int = 0) 
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_message(name, value, minimum))
-    if value < minimum:
-        raise ValueError(_message(name, value, minimum))
-
-
-def _message(name: str, value: object, minimum: int) -> str:
-    return (
-        f"The {name!r} parameter of synthetic_klines must be an int >= {minimum}. "
-        f"Got {value!r} instead."
-    )
+    validate_params({name: [Interval(int, minimum, None)]}, {name: value}, "synthetic_klines")
 
 
 def _garch_sigma(innovations: np.ndarray, bar_hours: float) -> np.ndarray:

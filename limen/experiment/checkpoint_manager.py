@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from limen.experiment import study_keys as keys
 from limen.experiment.errors import ResumeError
+from limen.utils.validation import Interval, validate_params
 
 STATE_ATTR = keys.SEARCH_STATE
 FEEDBACK_ATTR = keys.FEEDBACK_STATE
@@ -40,15 +41,11 @@ class CheckpointManager:
     """
 
     def __init__(self, storage: StudyAttrs, study_id: int, *, checkpoint_interval: int = 100):
-        if (
-            not isinstance(checkpoint_interval, int)
-            or isinstance(checkpoint_interval, bool)
-            or checkpoint_interval < 1
-        ):
-            raise ValueError(
-                "The 'checkpoint_interval' parameter of CheckpointManager must be an int >= 1. "
-                f"Got {checkpoint_interval!r} instead."
-            )
+        validate_params(
+            {"checkpoint_interval": [Interval(int, 1, None)]},
+            {"checkpoint_interval": checkpoint_interval},
+            "CheckpointManager",
+        )
         self.storage = storage
         self.study_id = study_id
         self.checkpoint_interval = checkpoint_interval

@@ -28,7 +28,62 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from limen.errors import InvalidParameterError, LimenError, MissingDependencyError
+from limen.utils.validation import Interval, Predicate, StrOptions, validate_params
+
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "ConfigFileError",
+    "ConfigFileNotFoundError",
+    "ExperimentConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_literal",
+    "read_config_file",
+]
+
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+class ConfigFileError(LimenError, ValueError):
+    """A config file cannot be read: another suffix, a syntax error, not a mapping."""
+
+
+class ConfigFileNotFoundError(ConfigFileError, FileNotFoundError):
+    """The config file named does not exist."""
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+    )
+
+
+def _named_table(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, Mapping) and "name" in value)
+
+
+_TEXT = Predicate(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty str")
+_NAMES = Predicate(_names, "a str or a non-empty list of str")
+_TABLE = Predicate(_named_table, "a name or a table with a 'name' key")
+#: What each key of a config file accepts; a wrong type names the key.
+CONFIG_CONSTRAINTS: dict[str, list[Any]] = {
+    "sfd": [_TEXT],
+    "name": [_TEXT, None],
+    "strategy": [_TABLE, None],
+    "pruner": [_TABLE, None],
+    "objective": [_NAMES, None],
+    "direction": [StrOptions(["maximize", "minimize"]), _NAMES, None],
+    "storage": [_TEXT, None],
+    "experiment_dir": [_TEXT, None],
+    "n_permutations": [Interval(int, 1, None)],
+    "seed": [int, None],
+    "test_mode": ["boolean"],
+    "random_search": ["boolean"],
+    "checkpoint_interval": [Interval(int, 1, None)],
+    "feedback_interval": [Interval(int, 1, None)],
+    "reducers": [Predicate(lambda v: isinstance(v, list), "a list of reducer tables")],
+}
 
 
 @dataclass
@@ -65,25 +120,36 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping a TOML or YAML file holds.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: another suffix, a syntax error, or a document that is not a mapping.
-        ImportError: a YAML file without PyYAML installed.
+        ConfigFileNotFoundError: no such file (a ``FileNotFoundError``).
+        ConfigFileError: another suffix, a syntax error, text that is not UTF-8, or a document
+            that is not a mapping (a ``ValueError``).
+        MissingDependencyError: a YAML file without PyYAML installed.
     """
     path = Path(path)
     if path.suffix.lower() not in CONFIG_SUFFIXES:
-        raise ValueError(f"A config file must end in .toml, .yaml or .yml. Got {str(path)!r}.")
+        raise ConfigFileError(
+            f"A config file must end in .toml, .yaml or .yml. Got {str(path)!r} instead."
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
-    text = path.read_text(encoding="utf-8")
+        raise ConfigFileNotFoundError(
+            f"Config file {str(path)!r} does not exist or is not a file: check the path."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"{path} is not UTF-8 text ({exc.reason}).") from None
     if path.suffix.lower() == ".toml":
         try:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+            raise ConfigFileError(f"{path} is not valid TOML: {exc}") from None
     else:
         document = _load_yaml(text, path)
     if not isinstance(document, Mapping):
-        raise ValueError(f"{path} must hold a mapping of settings. Got {type(document).__name__}.")
+        raise ConfigFileError(
+            f"{path} must hold a mapping of settings (key = value lines). "
+            f"Got a {type(document).__name__} instead."
+        )
     return dict(document)
 
 
@@ -91,13 +157,13 @@ def _load_yaml(text: str, path: Path) -> Any:
     try:
         import yaml
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"Reading {path} needs PyYAML: pip install pyyaml (or use a .toml config)."
         ) from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+        raise ConfigFileError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def apply_overrides(document: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -110,7 +176,9 @@ def apply_overrides(document: Mapping[str, Any], overrides: Iterable[str]) -> di
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"An override must read key=value. Got {override!r} instead.")
+            raise InvalidParameterError(
+                f"An override (--set) must read key=value. Got {override!r} instead."
+            )
         path = key.strip().split(".")
         node = result
         for part in path[:-1]:
@@ -139,19 +207,21 @@ def load_config(
     """Read and check an experiment config from a file or a mapping, then apply overrides.
 
     Raises:
-        ValueError: unknown keys (the message lists the accepted ones) or no ``sfd``.
+        InvalidParameterError: unknown keys (the message lists the accepted ones), no ``sfd``,
+            or a value of the wrong type (the message names the key).
     """
     document = source if isinstance(source, Mapping) else read_config_file(source)
     document = apply_overrides(document, overrides)
     accepted = [f.name for f in fields(ExperimentConfig)]
     unknown = sorted(set(document) - set(accepted))
     if unknown:
-        raise ValueError(f"Unknown config keys {unknown}. Accepted keys: {accepted}.")
+        raise InvalidParameterError(f"Unknown config keys {unknown}. Accepted keys: {accepted}.")
     if not document.get("sfd"):
-        raise ValueError(
+        raise InvalidParameterError(
             'The config must name the SFD: sfd = "logreg_binary" (a foundational SFD, a module '
             "path or a .py file)."
         )
+    validate_params(CONFIG_CONSTRAINTS, document, "the experiment config")
     return ExperimentConfig(**document)
 
 

@@ -18,14 +18,24 @@ import pandas as pd
 
 from limen.adapters.pruners import pruner_config
 from limen.adapters.storage import validate_storage_url
+from limen.errors import InvalidParameterError
 from limen.experiment.param_domain import ParamDomain
 from limen.experiment.reducer import make_reducers
 from limen.experiment.round_runner import RoundRunner
-from limen.experiment.run_plan import check_bool, check_interval, parse_objective, plan_run
+from limen.experiment.run_plan import (
+    INIT_CONSTRAINTS,
+    OWNER,
+    RUN_CONSTRAINTS,
+    parse_objective,
+    plan_run,
+)
 from limen.experiment.search_strategy import resolve_strategy_config
 from limen.experiment.shutdown import Shutdown
 from limen.experiment.workers import run_workers
-from limen.sfd.loader import check_sfd
+from limen.sfd.loader import SFDLoadError, check_sfd
+from limen.utils.validation import invalid, validate_params
+
+__all__ = ["UniversalExperimentLoop"]
 
 
 class UniversalExperimentLoop:
@@ -79,42 +89,51 @@ class UniversalExperimentLoop:
         save_artifacts: bool = False,
     ) -> None:
         if sfd is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'sfd' parameter of UniversalExperimentLoop is required: pass an SFD module "
                 "such as limen.sfd.foundational_sfd.logreg_binary."
             )
         check_sfd(sfd)
-        check_bool("test_mode", test_mode)
-        check_bool("save_artifacts", save_artifacts)
+        validate_params(
+            INIT_CONSTRAINTS,
+            {
+                "test_mode": test_mode,
+                "save_artifacts": save_artifacts,
+                "experiment_dir": experiment_dir,
+                "storage": storage,
+                "objective": objective,
+                "direction": direction,
+                "intra_callback": intra_callback,
+                "feedback_interval": feedback_interval,
+                "checkpoint_interval": checkpoint_interval,
+                "pruning_strategies": pruning_strategies,
+            },
+            OWNER,
+        )
         self.save_artifacts = save_artifacts
-        if experiment_dir is not None and not isinstance(experiment_dir, str | Path):
-            raise TypeError(
-                "The 'experiment_dir' parameter of UniversalExperimentLoop must be a path or "
-                f"None. Got {experiment_dir!r} instead."
-            )
         if storage is not None:
-            validate_storage_url(storage)
+            try:
+                validate_storage_url(storage)
+            except InvalidParameterError:
+                raise
+            except ValueError as exc:
+                raise InvalidParameterError(str(exc)) from None
         self.sfd = sfd
         self.sfd_name = getattr(sfd, "__name__", type(sfd).__name__)
         self.test_mode = test_mode
         self.experiment_dir = Path(experiment_dir) if experiment_dir is not None else None
         self.storage_url = storage
-        self.manifest = sfd.manifest() if callable(getattr(sfd, "manifest", None)) else None
+        self.manifest = _build_manifest(sfd, self.sfd_name)
         self._objective = parse_objective(objective, direction)
         self._strategy_config = (
             None if search_strategy is None else resolve_strategy_config(search_strategy)
         )
         self._pruner = pruner
         pruner_config(pruner)
-        self.feedback_interval = check_interval("feedback_interval", feedback_interval)
+        self.feedback_interval = feedback_interval
         self.pruning_strategies = make_reducers(pruning_strategies)
-        if intra_callback is not None and not callable(intra_callback):
-            raise TypeError(
-                "The 'intra_callback' parameter of UniversalExperimentLoop must be "
-                f"callable(log, msq) or None. Got {intra_callback!r} instead."
-            )
         self.intra_callback = intra_callback
-        self.checkpoint_interval = check_interval("checkpoint_interval", checkpoint_interval)
+        self.checkpoint_interval = checkpoint_interval
         self.domain: ParamDomain | None = None
         self.msq: Any = None
         if self.manifest is not None:
@@ -123,7 +142,7 @@ class UniversalExperimentLoop:
             self.model = self.manifest.run_model
         else:
             if data is None:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"The 'data' parameter of UniversalExperimentLoop is required for the custom "
                     f"SFD {self.sfd_name!r} (it has prep()/model(), no manifest()): pass your "
                     "DataFrame as data=..."
@@ -150,7 +169,7 @@ class UniversalExperimentLoop:
         if self.test_mode and manifest.test_data_source_config is not None:
             return manifest.fetch_test_data()
         if manifest.data_source_config is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"SFD {self.sfd_name!r} has no data source in its manifest: add "
                 ".set_data_source(method, params) to the manifest or pass data=... to "
                 "UniversalExperimentLoop."
@@ -215,7 +234,7 @@ class UniversalExperimentLoop:
             ``experiment_log``: one row per finished round.
         """
         self._reset_outputs()
-        check_bool("post_processing", post_processing)
+        validate_params(RUN_CONSTRAINTS, {"post_processing": post_processing}, f"{OWNER}.run")
         plan = plan_run(
             self,
             experiment_name=experiment_name,
@@ -285,16 +304,30 @@ class UniversalExperimentLoop:
             timeout=timeout,
             progress_bar=progress_bar,
             worker=True,
+            owner="work",
             n_jobs=n_jobs,
             allow_sqlite_workers=allow_sqlite_workers,
         )
         if plan.n_jobs < 1:
-            raise ValueError(
-                "The 'n_jobs' parameter of UniversalExperimentLoop.work must be an int >= 1. "
-                f"Got {n_jobs!r} instead."
-            )
+            raise invalid("n_jobs", f"{OWNER}.work", "an int in the range [1, inf)", n_jobs)
         runner = RoundRunner(self, plan)
         runner.execute(rounds=plan.n_jobs == 1)
         if plan.n_jobs > 1:
             run_workers(self, runner, plan)
         return self.experiment_log
+
+
+def _build_manifest(sfd: Any, name: str) -> Any:
+    """The SFD's manifest (None for a custom prep/model SFD); a manifest() that raises is an
+    ``SFDLoadError`` naming the SFD and the error."""
+    build = getattr(sfd, "manifest", None)
+    if not callable(build):
+        return None
+    try:
+        return build()
+    except Exception as exc:
+        raise SFDLoadError(
+            f"manifest() of SFD {name!r} raised {type(exc).__name__}: {exc}. Fix the SFD's "
+            "manifest() and run again.",
+            name=name,
+        ) from exc

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from limen.experiment.identity import value_token
 from limen.experiment.records import append_jsonl
 from limen.experiment.reducer import ACTION_SUGGEST, PruningStrategy, make_reducers
+from limen.utils.values import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -269,8 +269,8 @@ class FeedbackController:
             "round": current_round,
             "timestamp": datetime.now(UTC).isoformat(),
             "trigger_number": self.trigger_count,
-            "interventions": _jsonable(applied),
-            "suggestions": _jsonable(suggestions),
+            "interventions": jsonable(applied),
+            "suggestions": jsonable(suggestions),
             "errors": errors,
             "msq_state_after": {
                 "remaining_count": msq.remaining_count(),
@@ -313,11 +313,3 @@ class FeedbackController:
         for reducer, entry in zip(self.pruning_strategies, stored, strict=False):
             if entry.get("class") == type(reducer).__name__:
                 reducer.set_state(entry["state"])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value_token(value)

@@ -27,12 +27,12 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.backtest import DEFAULT_COST_BPS, backtest, forward_returns, positions
 from limen.experiment.pruning import is_reporting, report
 from limen.experiment.round_results import scalar_metrics
@@ -44,6 +44,7 @@ from limen.experiment.walk_forward import (
     combine_folds,
     fold_geometry,
 )
+from limen.utils.values import is_number
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class DataSourceConfig:
     def fetch(self) -> pd.DataFrame:
         data = self.method(**self.params)
         if not isinstance(data, pd.DataFrame):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"The data source {_name(self.method)} must return a pandas DataFrame. "
                 f"Got {type(data).__name__} instead."
             )
@@ -134,7 +135,7 @@ class Manifest:
     def fetch_data(self) -> pd.DataFrame:
         """Fetch the production data."""
         if self._data_source is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "No data source configured: call Manifest.set_data_source(method, params) "
                 "or pass data= to the experiment."
             )
@@ -143,7 +144,7 @@ class Manifest:
     def fetch_test_data(self) -> pd.DataFrame:
         """Fetch the test-mode data."""
         if self._test_data_source is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "No test data source configured: call "
                 "Manifest.set_test_data_source(method, params) or pass data= to the experiment."
             )
@@ -170,15 +171,15 @@ class Manifest:
         pool, and calling it afterwards raises.
         """
         if self._walk_forward is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "Manifest.set_split_config cannot be combined with split_walk_forward, which "
                 "already decides the test windows: call set_split_config(train, val, 0) before "
                 "set_split_walk_forward to set each fold's fit:validation share."
             )
         for name, value in zip(SPLIT_NAMES, (train, val, test), strict=True):
             bound = "> 0" if name == "train" else ">= 0"
-            if not _is_number(value):
-                _fail("set_split_config", name, f"a number {bound}", value, TypeError)
+            if not is_number(value):
+                _fail("set_split_config", name, f"a number {bound}", value)
             if not math.isfinite(value) or value < 0 or (name == "train" and value == 0):
                 _fail("set_split_config", name, f"a number {bound}", value)
         self._split = (train, val, test)
@@ -247,7 +248,7 @@ class Manifest:
             max_pbo: the greatest Probability of Backtest Overfitting accepted.
         """
         if self._walk_forward is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "Manifest.set_acceptance needs the per-round return tracks of a walk-forward "
                 "run: call set_split_walk_forward(...) first."
             )
@@ -258,13 +259,13 @@ class Manifest:
         for name, value in thresholds.items():
             if value is None:
                 continue
-            if not _is_number(value):
-                _fail("set_acceptance", name, "a probability in [0, 1] or None", value, TypeError)
+            if not is_number(value):
+                _fail("set_acceptance", name, "a probability in [0, 1] or None", value)
             if not math.isfinite(value) or not 0 <= value <= 1:
                 _fail("set_acceptance", name, "a probability in [0, 1] or None", value)
         chosen = {k: float(v) for k, v in thresholds.items() if v is not None}
         if not chosen:
-            raise ValueError(
+            raise InvalidParameterError(
                 "Manifest.set_acceptance needs at least one threshold: "
                 "min_deflated_sharpe_probability=... or max_pbo=..."
             )
@@ -278,8 +279,8 @@ class Manifest:
 
     def set_backtest_cost(self, round_trip_bps: float) -> Manifest:
         """The cost of one round trip (entry + exit) in basis points for net-return tracks."""
-        if not _is_number(round_trip_bps):
-            _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps, TypeError)
+        if not is_number(round_trip_bps):
+            _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps)
         if not math.isfinite(round_trip_bps) or round_trip_bps < 0:
             _fail("set_backtest_cost", "round_trip_bps", "a number >= 0", round_trip_bps)
         self._cost_bps = float(round_trip_bps)
@@ -326,7 +327,7 @@ class Manifest:
         Rows whose target is missing (e.g. no forward bars left) are dropped in their split.
         """
         if not isinstance(column, str) or not column:
-            _fail("with_target", "column", "a non-empty str", column, TypeError)
+            _fail("with_target", "column", "a non-empty str", column)
         if target is None:
             if params:
                 _fail("with_target", "params", "empty when target is None", params)
@@ -338,7 +339,7 @@ class Manifest:
         elif callable(target):
             _check_signature("with_target", target, (None,), params)
         else:
-            _fail("with_target", "target", "None, a function, a class or a str", target, TypeError)
+            _fail("with_target", "target", "None, a function, a class or a str", target)
         self._target = _Target(column, target, dict(params))
         return self
 
@@ -393,9 +394,9 @@ class Manifest:
         compares them with a relative tolerance.
         """
         if not callable(func) or inspect.isclass(func):
-            _fail("with_model", "func", "a function", func, TypeError)
+            _fail("with_model", "func", "a function", func)
         if not isinstance(stochastic, bool):
-            _fail("with_model", "stochastic", "a bool", stochastic, TypeError)
+            _fail("with_model", "stochastic", "a bool", stochastic)
         if not _accepts_positional(func):
             _fail("with_model", "func", "a function taking the data dict first", func)
         self._model = func
@@ -421,7 +422,7 @@ class Manifest:
             or not metrics
             or not all(isinstance(name, str) for name in metrics)
         ):
-            _fail("set_objective", "metric", "a str or a non-empty list of str", metric, TypeError)
+            _fail("set_objective", "metric", "a str or a non-empty list of str", metric)
         for name in metrics:
             if not name or name.startswith("_"):
                 _fail("set_objective", "metric", "metric names not starting with '_'", metric)
@@ -525,7 +526,7 @@ class Manifest:
         """One data dict per walk-forward fold, each with its test window's next-bar returns."""
         times = data[DATETIME_COLUMN]
         if times.isna().any() or not times.is_unique or not times.is_monotonic_increasing:
-            raise ValueError(
+            raise InvalidParameterError(
                 "split_walk_forward needs unique, strictly increasing datetimes without nulls in "
                 f"the {DATETIME_COLUMN!r} column: sort the data and drop duplicate bars."
             )
@@ -540,7 +541,7 @@ class Manifest:
                 data, bounds, round_params, fold.embargoed
             )
             if data_dict["x_test"].empty or data_dict["x_train"].empty:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"split_walk_forward fold {number} has no complete fit or test rows after "
                     "the look-back and target are applied: use longer test_bars or more data."
                 )
@@ -588,7 +589,7 @@ class Manifest:
         names = list(fitted_params["feature_names"])
         missing = [name for name in names if name not in frame.columns]
         if missing:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The prepared data lacks the fitted feature columns {missing}; check that "
                 "round_params are the ones the round was prepared with."
             )
@@ -620,7 +621,7 @@ class Manifest:
             elif parameter.default is parameter.empty:
                 missing.append(parameter.name)
         if missing:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The model function {_name(model)} needs the round parameters {missing}, "
                 f"which this round does not have (it has {sorted(round_params)}). Add them to "
                 "params() or give them defaults in the model function."
@@ -679,7 +680,7 @@ class Manifest:
         model = self._require_model()
         results = model(data_dict, **self.model_kwargs(round_params))
         if not isinstance(results, Mapping):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"The model function {_name(model)} must return a dict of results. "
                 f"Got {type(results).__name__} instead."
             )
@@ -700,14 +701,16 @@ class Manifest:
         if self._objective is None or len(self._objective) != 1 or not is_reporting():
             return
         value = metrics.get(self._objective[0][0])
-        if _is_number(value) and math.isfinite(value):
+        if is_number(value) and math.isfinite(value):
             report(float(value), step=fold)
 
     # Internals ----------------------------------------------------------------------------
 
     def _require_model(self) -> Callable[..., Mapping[str, Any]]:
         if self._model is None:
-            raise ValueError("No model configured: call Manifest.with_model(func) first.")
+            raise InvalidParameterError(
+                "No model configured: call Manifest.with_model(func) first."
+            )
         return self._model
 
     def _apply_steps(self, frame: pd.DataFrame, round_params: Mapping[str, Any]) -> pd.DataFrame:
@@ -715,12 +718,12 @@ class Manifest:
             func = _resolve_callable(step.setter, step.func, round_params)
             result = func(frame, **resolve_params(step.params, round_params))
             if not isinstance(result, pd.DataFrame):
-                raise TypeError(
+                raise InvalidParameterError(
                     f"The {step.setter} step {_name(func)} must return a pandas DataFrame. "
                     f"Got {type(result).__name__} instead."
                 )
             if not result.index.equals(frame.index):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"The {step.setter} step {_name(func)} must keep every row it receives "
                     f"(same index); it returned {len(result)} rows for {len(frame)}."
                 )
@@ -729,7 +732,9 @@ class Manifest:
 
     def _require_target(self) -> _Target:
         if self._target is None:
-            raise ValueError("No target configured: call Manifest.with_target(column, ...) first.")
+            raise InvalidParameterError(
+                "No target configured: call Manifest.with_target(column, ...) first."
+            )
         return self._target
 
     def _target_source(self, round_params: Mapping[str, Any]) -> Any:
@@ -752,13 +757,13 @@ class Manifest:
         source = self._target_source(round_params)
         if source is None:
             if spec.column not in frame.columns:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"The target column {spec.column!r} is not in the data; columns: "
                     f"{list(frame.columns)}. Pass a target function or class to with_target."
                 )
             return
         if spec.column in frame.columns:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The target column {spec.column!r} already exists in the data; pick another "
                 f"name, or call Manifest.with_target({spec.column!r}) to use that column."
             )
@@ -767,7 +772,7 @@ class Manifest:
         else:
             labels = source(frame, **resolve_params(spec.params, round_params))
         if len(labels) != len(frame):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The target {_name(source)} must give one label per row; it gave "
                 f"{len(labels)} for {len(frame)} rows."
             )
@@ -779,7 +784,7 @@ class Manifest:
             names = [str(resolve_param(name, round_params)) for name in self._include]
             missing = [name for name in names if name not in frame.columns]
             if missing:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"The feature columns {missing} set by Manifest.set_feature_columns are "
                     f"not in the prepared data; columns: {list(frame.columns)}."
                 )
@@ -807,7 +812,7 @@ class Manifest:
                 return None
             _check_estimator("set_scaler", "scaler", source)
         if x_train.empty:
-            raise ValueError(
+            raise InvalidParameterError(
                 "No complete train rows are left to fit the scaler on: the look-back windows "
                 "or the target consume the whole train split. Use more data or a larger "
                 "train share in Manifest.set_split_config."
@@ -831,7 +836,7 @@ def resolve_param(value: Any, round_params: Mapping[str, Any]) -> Any:
     placeholders = _PLACEHOLDER.findall(value)
     unknown = [name for name in placeholders if name not in round_params]
     if unknown:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The template {value!r} names {unknown}, which are not round parameters; round "
             f"parameters: {sorted(round_params)}."
         )
@@ -850,11 +855,11 @@ def resolve_params(params: Mapping[str, Any], round_params: Mapping[str, Any]) -
 
 def _data_source(setter: str, method: Any, params: Mapping[str, Any] | None) -> DataSourceConfig:
     if not callable(method):
-        _fail(setter, "method", "a callable returning a pandas DataFrame", method, TypeError)
+        _fail(setter, "method", "a callable returning a pandas DataFrame", method)
     if params is None:
         params = {}
     if not isinstance(params, Mapping) or not all(isinstance(key, str) for key in params):
-        _fail(setter, "params", "None or a dict with str keys", params, TypeError)
+        _fail(setter, "params", "None or a dict with str keys", params)
     _check_signature(setter, method, (), params)
     return DataSourceConfig(method, dict(params))
 
@@ -865,16 +870,16 @@ def _step(setter: str, func: Any, params: dict[str, Any]) -> _Step:
     elif callable(func) and not inspect.isclass(func):
         _check_signature(setter, func, (None,), params)
     else:
-        _fail(setter, "func", "a function or the name of a round parameter", func, TypeError)
+        _fail(setter, "func", "a function or the name of a round parameter", func)
     return _Step(setter, func, dict(params))
 
 
 def _column_list(name: str, columns: Any, allow_empty: bool) -> list[str]:
     expected = "a list of column names" if allow_empty else "a non-empty list of column names"
     if isinstance(columns, str) or not isinstance(columns, Sequence):
-        _fail("set_feature_columns", name, expected, columns, TypeError)
+        _fail("set_feature_columns", name, expected, columns)
     if not all(isinstance(column, str) and column for column in columns):
-        _fail("set_feature_columns", name, expected, columns, TypeError)
+        _fail("set_feature_columns", name, expected, columns)
     if not columns and not allow_empty:
         _fail("set_feature_columns", name, expected, columns)
     return list(columns)
@@ -885,7 +890,7 @@ def _resolve_callable(setter: str, func: Any, round_params: Mapping[str, Any]) -
         return func
     value = _round_value(setter, func, round_params)
     if not callable(value):
-        raise TypeError(
+        raise InvalidParameterError(
             f"The round parameter {func!r} used by Manifest.{setter} must hold a function or "
             f"a class. Got {_describe(value)} instead."
         )
@@ -894,7 +899,7 @@ def _resolve_callable(setter: str, func: Any, round_params: Mapping[str, Any]) -
 
 def _round_value(setter: str, name: str, round_params: Mapping[str, Any]) -> Any:
     if name not in round_params:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Manifest.{setter} refers to the round parameter {name!r}, which this round does "
             f"not have; round parameters: {sorted(round_params)}. Add it to params()."
         )
@@ -908,7 +913,7 @@ def _check_reference(setter: str, name: str, value: str) -> None:
 
 def _check_estimator(setter: str, name: str, value: Any) -> None:
     if not (hasattr(value, "fit") and hasattr(value, "transform")):
-        _fail(setter, name, "a class or object with fit() and transform()", value, TypeError)
+        _fail(setter, name, "a class or object with fit() and transform()", value)
 
 
 def _check_signature(
@@ -934,7 +939,7 @@ def _check_signature(
         parameters=[parameter.replace(annotation=parameter.empty) for parameter in parameters],
         return_annotation=signature.empty,
     )
-    raise ValueError(
+    raise InvalidParameterError(
         f"The parameters of Manifest.{setter} must match {_name(func)}{plain}: {problem}. "
         f"Got {dict(params)!r} instead."
     )
@@ -955,14 +960,14 @@ def _accepts_positional(func: Callable[..., Any]) -> bool:
 
 def _check_frame(method: str, data: Any) -> None:
     if not isinstance(data, pd.DataFrame):
-        _fail(method, "data", "a pandas DataFrame", data, TypeError)
+        _fail(method, "data", "a pandas DataFrame", data)
     if DATETIME_COLUMN not in data.columns:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The data passed to Manifest.{method} needs a {DATETIME_COLUMN!r} column; "
             f"columns: {list(data.columns)}."
         )
     if not data[DATETIME_COLUMN].is_monotonic_increasing:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The data passed to Manifest.{method} must be sorted by {DATETIME_COLUMN!r}, "
             "oldest first: the split is sequential."
         )
@@ -975,10 +980,6 @@ def _scale(scaler: Any, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         np.asarray(values, dtype=float), index=features.index, columns=features.columns
     )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _iso(value: Any) -> str:
@@ -994,10 +995,8 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 80 else f"a {type(value).__name__}"
 
 
-def _fail(
-    method: str, name: str, expected: str, got: Any, error: type[Exception] = ValueError
-) -> NoReturn:
-    raise error(
+def _fail(method: str, name: str, expected: str, got: Any) -> NoReturn:
+    raise InvalidParameterError(
         f"The {name!r} parameter of Manifest.{method} must be {expected}. "
         f"Got {_describe(got)} instead."
     )

@@ -18,14 +18,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from limen.errors import InvalidParameterError, LimenError
 from limen.experiment.identity import plain_value, round_id, value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
+from limen.utils.validation import Interval, validate_params
+from limen.utils.values import jsonable
 
 Filter = Callable[[Mapping[str, Any]], bool]
 
 
-class FilterExhaustedError(RuntimeError):
+class FilterExhaustedError(LimenError, RuntimeError):
     """Filters (or duplicates) refused every proposal of the allowed number of attempts."""
 
 
@@ -259,9 +262,13 @@ class MSQ:
         max_duplicates: int = 3,
     ) -> None:
         if strategy.domain is not domain:
-            raise ValueError("MSQ strategy.domain and domain must reference the same ParamDomain.")
+            raise InvalidParameterError(
+                "MSQ strategy.domain and domain must reference the same ParamDomain."
+            )
         if fallback is not None and fallback.domain is not domain:
-            raise ValueError("MSQ fallback.domain and domain must reference the same ParamDomain.")
+            raise InvalidParameterError(
+                "MSQ fallback.domain and domain must reference the same ParamDomain."
+            )
         _check_count("n_permutations", n_permutations, allow_none=True)
         _check_count("max_filter_retries", max_filter_retries, allow_none=False)
         _check_count("max_duplicates", max_duplicates, allow_none=False)
@@ -429,7 +436,7 @@ class MSQ:
                 on resume (``restorable`` refuses it).
         """
         if self.restorable is not None and not self.restorable(param, value):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"MSQ cannot inject {param}={value!r}: a resume could not restore it. Inject a "
                 "number, a string, a bool, None, or one of the values the SFD's params() lists."
             )
@@ -442,13 +449,18 @@ class MSQ:
         Raises:
             ValueError: ``combo`` misses or adds parameters.
         """
+        if not isinstance(combo, Mapping):
+            raise InvalidParameterError(
+                "The 'combo' parameter of MSQ.inject must be a dict of parameter -> value. "
+                f"Got {combo!r} instead."
+            )
         self._record("inject", combo=dict(combo), prioritize=prioritize)
         keys = set(self.domain.keys)
         missing, extra = keys - set(combo), set(combo) - keys
         if missing:
-            raise ValueError(f"MSQ Injected combo missing parameters: {sorted(missing)}")
+            raise InvalidParameterError(f"MSQ Injected combo missing parameters: {sorted(missing)}")
         if extra:
-            raise ValueError(f"MSQ Injected combo has extra keys: {sorted(extra)}")
+            raise InvalidParameterError(f"MSQ Injected combo has extra keys: {sorted(extra)}")
         self.queue.push({k: combo[k] for k in self.domain.keys}, prioritize=prioritize)
 
     def remove_custom(self, condition: Filter) -> None:
@@ -471,7 +483,7 @@ class MSQ:
         ``FILTER_BUILDERS`` with its ``filter_params`` (restored on resume).
         """
         if (filter_type is None) != (filter_params is None):
-            raise ValueError(
+            raise InvalidParameterError(
                 "MSQ filter_type and filter_params must both be provided or both omitted."
             )
         if filter_type is not None:
@@ -594,7 +606,7 @@ class MSQ:
         """
         for key in ("yielded_count", "trim_target", "intervention_log", "strategy_state"):
             if key not in state:
-                raise ValueError(f"Invalid MSQ state: missing required key '{key}'.")
+                raise InvalidParameterError(f"Invalid MSQ state: missing required key '{key}'.")
         n_permutations = state.get("n_permutations", self.n_permutations)
         _check_count("n_permutations", n_permutations, allow_none=True)
         self.n_permutations = n_permutations
@@ -635,21 +647,23 @@ class MSQ:
 
     def _record(self, operation: str, **details: Any) -> None:
         entry = {"operation": operation, "at_yielded_count": self._yielded}
-        entry.update({key: _jsonable(value) for key, value in details.items()})
+        entry.update({key: jsonable(value) for key, value in details.items()})
         self._log.append(entry)
 
 
 def _build_filter(filter_type: str, filter_params: Any) -> Filter:
     if filter_type not in FILTER_BUILDERS:
-        raise ValueError(
+        raise InvalidParameterError(
             f"MSQ Unknown filter_type {filter_type!r}. Supported types: {sorted(FILTER_BUILDERS)}."
         )
     if not isinstance(filter_params, Mapping):
-        raise ValueError(f"MSQ filter_params must be a dict. Got {filter_params!r} instead.")
+        raise InvalidParameterError(
+            f"MSQ filter_params must be a dict. Got {filter_params!r} instead."
+        )
     try:
         return FILTER_BUILDERS[filter_type](filter_params)
     except KeyError as exc:
-        raise ValueError(
+        raise InvalidParameterError(
             f"MSQ filter_params for {filter_type!r} missing required key: {exc.args[0]}"
         ) from None
 
@@ -684,21 +698,12 @@ def _plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_callable(condition: Any) -> None:
     if not callable(condition):
-        raise TypeError(f"MSQ A filter must be callable(combo) -> bool. Got {condition!r} instead.")
+        raise InvalidParameterError(
+            f"MSQ A filter must be callable(combo) -> bool. Got {condition!r} instead."
+        )
 
 
 def _check_count(name: str, value: Any, *, allow_none: bool, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(
-            f"The '{name}' parameter of MSQ must be an int >= {minimum}. Got {value!r} instead."
-        )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value_token(value)
+    validate_params({name: [Interval(int, minimum, None)]}, {name: value}, "MSQ")

@@ -16,18 +16,23 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Protocol
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
+from limen.utils.values import is_number
 
 _GRID_TOLERANCE = 1e-9
 _RANGE_FIELDS = frozenset({"low", "high", "log", "step"})
 
 
+class UnknownParameterError(InvalidParameterError, KeyError):
+    """A domain operation named a parameter the domain does not have (also a ``KeyError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def _is_integral(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, repr=False)
@@ -55,16 +60,16 @@ class Range:
         _check_bound("low", self.low)
         _check_bound("high", self.high)
         if self.high < self.low:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'high' parameter of Range must be a number >= low ({self.low!r}). "
                 f"Got {self.high!r} instead."
             )
         if not isinstance(self.log, bool):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"The 'log' parameter of Range must be a bool. Got {self.log!r} instead."
             )
         if self.log and self.low <= 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'low' parameter of Range must be a number > 0 when log=True. "
                 f"Got {self.low!r} instead."
             )
@@ -72,7 +77,7 @@ class Range:
         if self.step is not None:
             _check_step(self.step, is_int)
             if self.log:
-                raise ValueError(
+                raise InvalidParameterError(
                     "The 'step' parameter of Range must be None when log=True. "
                     f"Got {self.step!r} instead."
                 )
@@ -112,7 +117,7 @@ class Range:
             if not _is_integral(value) or not self.low <= value <= self.high:
                 return False
             return bool((value - self.low) % self._step == 0)
-        if not _is_real(value):
+        if not is_number(value):
             return False
         if self.step is None:
             return self.low <= value <= self.high
@@ -193,27 +198,29 @@ class Range:
 
 
 def _check_bound(name: str, value: Any) -> None:
-    if not _is_real(value):
-        raise TypeError(
+    if not is_number(value):
+        raise InvalidParameterError(
             f"The '{name}' parameter of Range must be a number (int or float, not bool). "
             f"Got {value!r} instead."
         )
     if not math.isfinite(value):
-        raise ValueError(
+        raise InvalidParameterError(
             f"The '{name}' parameter of Range must be a finite number. Got {value!r} instead."
         )
 
 
 def _check_step(step: Any, is_int: bool) -> None:
     if is_int and not _is_integral(step):
-        raise TypeError(
+        raise InvalidParameterError(
             "The 'step' parameter of Range must be an int when low and high are ints. "
             f"Got {step!r} instead."
         )
-    if not _is_real(step):
-        raise TypeError(f"The 'step' parameter of Range must be a number. Got {step!r} instead.")
+    if not is_number(step):
+        raise InvalidParameterError(
+            f"The 'step' parameter of Range must be a number. Got {step!r} instead."
+        )
     if not (math.isfinite(step) and step > 0):
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'step' parameter of Range must be a finite number > 0. Got {step!r} instead."
         )
 
@@ -263,9 +270,11 @@ def _contains_value(values: list[Any], value: Any) -> bool:
 def _checked_entry(key: Any, entry: Any) -> list[Any] | Range:
     """Validate one parameter of a domain and return the entry to store (lists copied)."""
     if not isinstance(key, str):
-        raise TypeError(f"Parameter names must be str, got {key!r} ({type(key).__name__}).")
+        raise InvalidParameterError(
+            f"Parameter names must be str, got {key!r} ({type(key).__name__})."
+        )
     if key.startswith("_"):
-        raise ValueError(
+        raise InvalidParameterError(
             f"Parameter name {key!r} starts with '_', which is reserved for round metadata "
             "such as '_id': rename the parameter."
         )
@@ -273,7 +282,9 @@ def _checked_entry(key: Any, entry: Any) -> list[Any] | Range:
         return entry
     if isinstance(entry, list) and entry:
         return list(entry)
-    raise ValueError(f"Parameter '{key}' must be a non-empty list or a Range, got {entry!r}")
+    raise InvalidParameterError(
+        f"Parameter '{key}' must be a non-empty list or a Range, got {entry!r}"
+    )
 
 
 def _entry_from_state(key: str, entry: Any) -> list[Any] | Range:
@@ -281,7 +292,7 @@ def _entry_from_state(key: str, entry: Any) -> list[Any] | Range:
         return _checked_entry(key, entry)
     fields = entry.get("range") if set(entry) == {"range"} else None
     if not isinstance(fields, Mapping) or not {"low", "high"} <= set(fields) <= _RANGE_FIELDS:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Parameter '{key}' must be a non-empty list or "
             f"{{'range': {{'low': ..., 'high': ..., 'log': ..., 'step': ...}}}}, got {entry!r}"
         )
@@ -326,8 +337,9 @@ class ParamDomain:
 
     def __init__(self, params: Mapping[str, list[Any] | Range]) -> None:
         if not isinstance(params, Mapping):
-            raise TypeError(
-                f"ParamDomain takes a dict of parameter name -> list or Range, got {params!r}."
+            raise InvalidParameterError(
+                "The 'params' parameter of ParamDomain must be a dict of parameter name -> "
+                f"non-empty list or a Range. Got {params!r} instead."
             )
         self._params = {key: _checked_entry(key, entry) for key, entry in params.items()}
         self._version = 0
@@ -376,7 +388,7 @@ class ParamDomain:
     def add_observer(self, observer: DomainObserver) -> None:
         """Register ``observer`` for change notifications; registering twice has no effect."""
         if not callable(getattr(observer, "on_domain_changed", None)):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"A domain observer needs an on_domain_changed(domain, changed_params) method, "
                 f"got {observer!r}."
             )
@@ -398,7 +410,9 @@ class ParamDomain:
         if len(kept) == len(values):
             return False
         if not kept:
-            raise ValueError(f"Cannot remove '{value}' from '{param}': would leave domain empty.")
+            raise InvalidParameterError(
+                f"Cannot remove '{value}' from '{param}': would leave domain empty."
+            )
         self._commit(param, kept, "remove_value", [value_token(value)])
         return True
 
@@ -466,13 +480,13 @@ class ParamDomain:
         """
         current = self._list_entry(param, "keep_values")
         if not isinstance(values, list | tuple | set | frozenset):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"keep_values() takes a list of values to keep for '{param}', got {values!r}."
             )
         wanted = list(values)
         kept = [v for v in current if _contains_value(wanted, v)]
         if not kept:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"keep_values({param}, {wanted}) would remove all values. "
                 f"No overlap with current: {current}"
             )
@@ -532,29 +546,33 @@ class ParamDomain:
 
     def _parse_state(self, state: Any) -> dict[str, list[Any] | Range]:
         if not isinstance(state, Mapping):
-            raise ValueError(f"Domain state must be a dict of parameter -> values, got {state!r}.")
+            raise InvalidParameterError(
+                f"Domain state must be a dict of parameter -> values, got {state!r}."
+            )
         missing = [key for key in self._params if key not in state]
         extra = [key for key in state if key not in self._params]
         if missing or extra:
-            raise ValueError(
+            raise InvalidParameterError(
                 "Domain state does not match the domain's parameters: "
                 f"missing {missing}, extra {extra}."
             )
         try:
             return {key: _entry_from_state(key, state[key]) for key in self._params}
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"Invalid domain state: {exc}") from exc
+            raise InvalidParameterError(f"Invalid domain state: {exc}") from exc
 
     def _entry(self, param: str) -> list[Any] | Range:
         try:
             return self._params[param]
         except KeyError:
-            raise KeyError(f"Unknown parameter {param!r}. Known parameters: {self.keys}.") from None
+            raise UnknownParameterError(
+                f"Unknown parameter {param!r}. Known parameters: {self.keys}."
+            ) from None
 
     def _list_entry(self, param: str, op: str) -> list[Any]:
         entry = self._entry(param)
         if isinstance(entry, Range):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"{op}() does not apply to '{param}', which is {entry!r}: narrow a Range with "
                 "keep_between, remove_values_ge or remove_values_le."
             )
@@ -564,7 +582,7 @@ class ParamDomain:
         self, param: str, values: list[Any], kept: list[Any], op: str, args: list[Any], label: str
     ) -> int:
         if not kept:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{label} would remove all {len(values)} values. Current values: {values}"
             )
         removed = len(values) - len(kept)
@@ -582,7 +600,7 @@ class ParamDomain:
         label: str,
     ) -> int:
         if narrowed is None:
-            raise ValueError(f"{label} would remove every value of {entry!r}.")
+            raise InvalidParameterError(f"{label} would remove every value of {entry!r}.")
         if narrowed is entry:
             return 0
         self._commit(param, narrowed, op, [value_token(arg) for arg in args])
@@ -615,14 +633,14 @@ def _kept(param: str, values: list[Any], keep: Callable[[Any], Any], threshold: 
     try:
         return [v for v in values if keep(v)]
     except (TypeError, ValueError) as exc:
-        raise TypeError(
+        raise InvalidParameterError(
             f"Cannot compare values of '{param}' with threshold {threshold!r}: {exc}"
         ) from exc
 
 
 def _check_threshold(param: str, threshold: Any) -> None:
-    if not _is_real(threshold) or math.isnan(threshold):
-        raise TypeError(
+    if not is_number(threshold) or math.isnan(threshold):
+        raise InvalidParameterError(
             f"Cannot compare values of '{param}' with threshold {threshold!r}: "
             "a Range holds numbers, so thresholds must be numbers (not bool or NaN)."
         )

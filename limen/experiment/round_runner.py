@@ -10,7 +10,6 @@ The study is the source of truth; the files are views of it.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 import traceback
@@ -50,7 +49,7 @@ from limen.experiment.records import (
     round_record,
     write_json_atomic,
 )
-from limen.experiment.round_results import is_real, jsonable, param_tokens, scalar_metrics
+from limen.experiment.round_results import param_tokens, scalar_metrics
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
 from limen.experiment.run_plan import RunPlan
 from limen.experiment.search_strategy import SearchStrategy
@@ -68,6 +67,7 @@ from limen.experiment.study_setup import (
 )
 from limen.experiment.walk_forward import trial_attrs as fold_attrs
 from limen.experiment.walk_forward import write_round_outputs
+from limen.utils.values import is_number, jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -492,7 +492,7 @@ class RoundRunner:
                     f"it returned {sorted(metrics)}."
                 )
             value = results[metric]
-            if not is_real(value) or not math.isfinite(float(value)):
+            if not is_number(value, finite=True):
                 raise ValueError(
                     f"The objective metric {metric!r} is {value!r}, not a finite number."
                 )
@@ -517,10 +517,10 @@ class RoundRunner:
         self._keep_outputs(round_params, results)
         extra: dict[str, Any] = {}
         if "_preds" in results:
-            extra["preds"] = jsonable(results["_preds"])
+            extra["preds"] = jsonable(results["_preds"], strict=False)
         data_dict = self.data_dict if isinstance(self.data_dict, Mapping) else {}
         if data_dict.get("_alignment") is not None:
-            extra["alignment"] = jsonable(data_dict["_alignment"])
+            extra["alignment"] = jsonable(data_dict["_alignment"], strict=False)
         record = round_record(claimed.round_id, claimed.number, param_tokens(round_params), **extra)
         append_jsonl(self.plan.experiment_dir / ROUND_DATA_JSONL, record)
         write_round_outputs(self.plan.experiment_dir, claimed.round_id, claimed.number, results)

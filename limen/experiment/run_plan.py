@@ -16,11 +16,99 @@ from typing import Any
 import numpy as np
 
 from limen.adapters.storage import default_storage_url, is_sqlite
+from limen.errors import InvalidParameterError
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.records import RESERVED_COLUMNS
 from limen.experiment.search_strategy import SearchStrategy, make_strategy
+from limen.sfd.loader import SFDLoadError
+from limen.utils.validation import (
+    InstanceOf,
+    Interval,
+    Options,
+    Predicate,
+    invalid,
+    validate_params,
+)
+
+__all__ = [
+    "INIT_CONSTRAINTS",
+    "RUN_CONSTRAINTS",
+    "RunPlan",
+    "check_workers",
+    "make_run_strategy",
+    "parse_objective",
+    "plan_run",
+]
 
 DIRECTIONS = ("maximize", "minimize")
+OWNER = "UniversalExperimentLoop"
+
+
+def _plain_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and not {"/", "\\"} & set(value)
+
+
+def _metric_names(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    if isinstance(value, Mapping) or not isinstance(value, Sequence):
+        return False
+    return bool(value) and all(isinstance(m, str) and m for m in value)
+
+
+def _directions(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in DIRECTIONS
+    return isinstance(value, Sequence) and bool(value) and all(d in DIRECTIONS for d in value)
+
+
+#: What each parameter of ``UniversalExperimentLoop()`` accepts (the SFD is checked by
+#: ``check_sfd``, the strategy and pruner by their registries).
+INIT_CONSTRAINTS: dict[str, list[Any]] = {
+    "test_mode": ["boolean"],
+    "save_artifacts": ["boolean"],
+    "experiment_dir": ["path", None],
+    "storage": [InstanceOf(str, "an SQLAlchemy URL (a str)"), None],
+    "objective": [
+        Predicate(_metric_names, "a metric name or a non-empty list of metric names"),
+        None,
+    ],
+    "direction": [
+        Predicate(_directions, "'maximize', 'minimize' or a list of them (one per metric)"),
+        None,
+    ],
+    "intra_callback": ["callable", None],
+    "feedback_interval": [Interval(int, 1, None)],
+    "checkpoint_interval": [Interval(int, 1, None)],
+    "pruning_strategies": [
+        Predicate(lambda v: isinstance(v, Sequence) and not isinstance(v, str), "a list"),
+        None,
+    ],
+}
+
+#: What each parameter of ``UniversalExperimentLoop.run`` accepts.
+RUN_CONSTRAINTS: dict[str, list[Any]] = {
+    "experiment_name": [Predicate(_plain_name, "a non-empty name without path separators")],
+    "n_permutations": [Interval(int, 1, None)],
+    "prep_each_round": ["boolean", None],
+    "random_search": ["boolean"],
+    "maintain_details": ["boolean"],
+    "context_params": [Predicate(lambda v: isinstance(v, Mapping), "a dict"), None],
+    "params": ["callable", Predicate(lambda v: isinstance(v, Mapping), "a dict"), None],
+    "prep": ["callable", None],
+    "model": ["callable", None],
+    "resume": [Options((bool, str), [True, False, "force", "auto"])],
+    "seed": [int, None],
+    "timeout": [Interval(float, 0, None, closed="neither"), None],
+    "progress_bar": ["boolean"],
+    "post_processing": ["boolean"],
+    "n_jobs": [Interval(int, 0, None)],
+    "allow_sqlite_workers": ["boolean"],
+}
+RUN_FIXES = {
+    "experiment_name": "Choose the directory with experiment_dir=...",
+    "n_jobs": "0 creates the study and runs nothing.",
+}
 
 
 @dataclass
@@ -51,60 +139,31 @@ class RunPlan:
 
 
 def plan_run(loop: Any, **kw: Any) -> RunPlan:
-    """Validate ``run()``'s arguments and resolve them, before touching the disk or database."""
+    """Validate ``run()``'s arguments and resolve them, before touching the disk or database.
+
+    Raises:
+        limen.InvalidParameterError: an argument ``RUN_CONSTRAINTS`` refuses, or arguments
+            that do not fit the SFD (repeated values, reserved names...).
+    """
+    validate_params(RUN_CONSTRAINTS, kw, f"{OWNER}.{kw.get('owner', 'run')}", RUN_FIXES)
     name = kw["experiment_name"]
-    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
-        raise ValueError(
-            "The 'experiment_name' parameter of UniversalExperimentLoop.run must be a "
-            f"non-empty name without path separators. Got {name!r} instead; choose the "
-            "directory with experiment_dir=..."
-        )
     n = kw["n_permutations"]
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise ValueError(
-            "The 'n_permutations' parameter of UniversalExperimentLoop.run must be an int "
-            f">= 1. Got {n!r} instead."
-        )
-    for flag in ("random_search", "maintain_details", "progress_bar"):
-        check_bool(flag, kw[flag])
-    if kw["resume"] not in (True, False, "force", "auto"):
-        raise ValueError(
-            "The 'resume' parameter of UniversalExperimentLoop.run must be True, False, "
-            f"'force' or 'auto'. Got {kw['resume']!r} instead."
-        )
     n_jobs = kw.get("n_jobs", 1)
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 0:
-        raise ValueError(
-            "The 'n_jobs' parameter of UniversalExperimentLoop.run must be an int >= 0 (0: "
-            f"create the study and run nothing). Got {n_jobs!r} instead."
-        )
     prep_each_round = _resolve_prep_each_round(loop, kw["prep_each_round"], kw)
     params = _resolve_params(loop, kw["params"])
     prep = kw["prep"] or loop.prep
     model = kw["model"] or loop.model
     if not callable(prep) or not callable(model):
-        raise ValueError(
+        raise InvalidParameterError(
             f"SFD {loop.sfd_name!r} has no prep() and model(): define them in the SFD, give "
             "it a manifest(), or pass prep=... and model=... to run()."
         )
     seed = kw["seed"]
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise TypeError(
-            "The 'seed' parameter of UniversalExperimentLoop.run must be an int or None. "
-            f"Got {seed!r} instead."
-        )
     timeout = kw["timeout"]
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
-    ):
-        raise ValueError(
-            "The 'timeout' parameter of UniversalExperimentLoop.run must be a number of "
-            f"seconds > 0 or None. Got {timeout!r} instead."
-        )
     context = dict(kw["context_params"] or {})
     clash = sorted(set(context) & set(params))
     if clash:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'context_params' of UniversalExperimentLoop.run repeat the searched "
             f"parameters {clash}: a context parameter is constant, so remove it from one side."
         )
@@ -152,7 +211,7 @@ def check_workers(n_jobs: int, storage_url: str, *, allow_sqlite: bool) -> None:
     MySQL/MariaDB are the storages for many workers.
     """
     if n_jobs > 1 and is_sqlite(storage_url) and not allow_sqlite:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'n_jobs' parameter of UniversalExperimentLoop.run is {n_jobs}, but the study "
             "is in SQLite, which serialises every write and is for one process. Use a "
             "PostgreSQL (or MySQL/MariaDB) storage, e.g. storage='postgresql+psycopg://user@host"
@@ -161,20 +220,15 @@ def check_workers(n_jobs: int, storage_url: str, *, allow_sqlite: bool) -> None:
 
 
 def _resolve_prep_each_round(loop: Any, value: bool | None, kw: Mapping[str, Any]) -> bool:
-    if value is not None and not isinstance(value, bool):
-        raise TypeError(
-            "The 'prep_each_round' parameter of UniversalExperimentLoop.run must be a bool "
-            f"or None. Got {value!r} instead."
-        )
     if loop.manifest is None:
         return bool(value)
     if kw["prep"] is not None or kw["model"] is not None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"SFD {loop.sfd_name!r} is manifest-driven: its prep and model come from the "
             "manifest, so run() cannot override them. Drop prep=/model= or use a custom SFD."
         )
     if value is False:
-        raise ValueError(
+        raise InvalidParameterError(
             "The 'prep_each_round' parameter must be True (or None) for the manifest-driven "
             f"SFD {loop.sfd_name!r}: its data preparation depends on each round's parameters."
         )
@@ -201,14 +255,14 @@ def make_run_strategy(
         config = {"name": "grid", "seed": seed, "shuffle": shuffle}
     domain = config.domain if isinstance(config, SearchStrategy) else ParamDomain(params)
     if set(domain.keys) != set(params):
-        raise ValueError(
+        raise InvalidParameterError(
             f"The search strategy's domain has the parameters {sorted(domain.keys)}, but "
             f"SFD {loop.sfd_name!r} has {sorted(params)}: build the strategy over the SFD's "
             "params()."
         )
     strategy = make_strategy(config, domain, seed=seed)
     if strategy.model_based and objective is None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The {strategy.name!r} strategy learns from the objective, and none is set: pass "
             "objective=... (and direction=...) to UniversalExperimentLoop or call "
             "Manifest.set_objective(...). Strategies that need none: grid, random, qmc, "
@@ -216,39 +270,46 @@ def make_run_strategy(
         )
     if objective is not None and len(objective) > 1:
         if strategy.name == "cmaes":
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'cmaes' strategy optimises one objective; use 'tpe', 'gp', 'nsga2' or "
                 f"'nsga3' for the {len(objective)} objectives {[m for m, _ in objective]}."
             )
         if loop._pruner is not None:
-            raise ValueError(PRUNER_MULTI)
+            raise InvalidParameterError(PRUNER_MULTI)
     return strategy
 
 
 def _resolve_params(loop: Any, override: Any) -> dict[str, list[Any]]:
     source = override if override is not None else loop.sfd.params
-    raw = source() if callable(source) else source
+    try:
+        raw = source() if callable(source) else source
+    except Exception as exc:
+        raise SFDLoadError(
+            f"params() of SFD {loop.sfd_name!r} raised {type(exc).__name__}: {exc}. Fix the "
+            "SFD's params() and run again.",
+            name=loop.sfd_name,
+        ) from exc
     if not isinstance(raw, Mapping) or not raw:
-        raise ValueError(
+        raise InvalidParameterError(
             f"params() of SFD {loop.sfd_name!r} must return a non-empty dict of parameter "
             f"name -> list of values. Got {raw!r} instead."
         )
     ParamDomain(dict(raw))
     clash = sorted(str(k) for k in raw if str(k) in RESERVED_COLUMNS)
     if clash:
-        raise ValueError(
+        raise InvalidParameterError(
             f"params() of SFD {loop.sfd_name!r} names the parameters {clash}, which are columns "
             f"every round already has ({sorted(RESERVED_COLUMNS)}): rename them."
         )
     for key, values in raw.items():
         repeated = _repeated(values)
         if repeated is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Parameter '{key}' of SFD {loop.sfd_name!r} lists the value {repeated!r} more "
                 "than once: list each value once (the grid would run its rounds twice)."
             )
         if isinstance(values, Range) and not _proposes_ranges(loop):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Parameter '{key}' is a Range, which the grid cannot enumerate: list its "
                 "values instead."
             )
@@ -273,52 +334,37 @@ PRUNER_MULTI = (
 )
 
 
-def check_interval(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"The '{name}' parameter of UniversalExperimentLoop must be an int in [1, inf). "
-            f"Got {value!r} instead."
-        )
-    return value
-
-
-def check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"The '{name}' parameter of UniversalExperimentLoop must be a bool. "
-            f"Got {value!r} instead."
-        )
-
-
 def parse_objective(
     objective: str | Sequence[str] | None, direction: str | Sequence[str] | None
 ) -> list[tuple[str, str]] | None:
+    """The objective as ``[(metric, direction), ...]`` (None: the manifest's).
+
+    Raises:
+        limen.InvalidParameterError: a metric or direction of the wrong type or value, a
+            direction without an objective, or not one direction per metric.
+    """
+    validate_params(
+        {k: INIT_CONSTRAINTS[k] for k in ("objective", "direction")},
+        {"objective": objective, "direction": direction},
+        OWNER,
+    )
     if objective is None:
         if direction is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'direction' parameter of UniversalExperimentLoop needs an objective: pass "
                 "objective='metric' too."
             )
         return None
     metrics = [objective] if isinstance(objective, str) else list(objective)
-    if not metrics or not all(isinstance(m, str) and m for m in metrics):
-        raise ValueError(
-            "The 'objective' parameter of UniversalExperimentLoop must be a metric name or a "
-            f"non-empty list of metric names. Got {objective!r} instead."
-        )
     if direction is None:
         directions = ["maximize"] * len(metrics)
     else:
         directions = [direction] if isinstance(direction, str) else list(direction)
     if len(directions) != len(metrics):
-        raise ValueError(
-            f"The 'direction' parameter of UniversalExperimentLoop must give one direction per "
-            f"objective metric ({len(metrics)}). Got {direction!r} instead."
-        )
-    bad = [d for d in directions if d not in DIRECTIONS]
-    if bad:
-        raise ValueError(
-            "The 'direction' parameter of UniversalExperimentLoop must be 'maximize' or "
-            f"'minimize'. Got {bad[0]!r} instead."
+        raise invalid(
+            "direction",
+            OWNER,
+            f"one direction per objective metric ({len(metrics)})",
+            direction,
         )
     return list(zip(metrics, directions, strict=True))

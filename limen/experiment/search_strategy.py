@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from limen.experiment.param_domain import ParamDomain
+from limen.utils.validation import invalid
 
 
 @dataclass(frozen=True)
@@ -102,15 +103,9 @@ class SearchStrategy(ABC):
 
     def __init__(self, domain: ParamDomain, *, seed: int | None = None) -> None:
         if not isinstance(domain, ParamDomain):
-            raise TypeError(
-                f"The 'domain' parameter of {type(self).__name__} must be a ParamDomain. "
-                f"Got {domain!r} instead."
-            )
+            raise invalid("domain", type(self).__name__, "a ParamDomain", domain)
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise TypeError(
-                f"The 'seed' parameter of {type(self).__name__} must be an int or None. "
-                f"Got {seed!r} instead."
-            )
+            raise invalid("seed", type(self).__name__, "an int or None", seed)
         self.domain = domain
         self.seed = seed
         domain.add_observer(self)
@@ -155,17 +150,19 @@ class SearchStrategy(ABC):
         return self.domain.total_combinations != float("inf")
 
 
+def _accepted() -> str:
+    return (
+        f"a strategy name {sorted(STRATEGY_REGISTRY)}, a config dict {{'name': ..., **kwargs}}, "
+        "a TOML/YAML file, an optuna.samplers.BaseSampler, or a SearchStrategy class or instance"
+    )
+
+
 def strategy_info(name: str) -> StrategyInfo:
-    """The registry entry of ``name``, or a ValueError listing the registered names."""
+    """The registry entry of ``name``, or an InvalidParameterError listing them."""
     try:
         return STRATEGY_REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown search strategy {name!r}. Registered strategies: "
-            f"{sorted(STRATEGY_REGISTRY)}; or pass an optuna.samplers.BaseSampler instance, a "
-            "SearchStrategy class or instance, a config dict {'name': ..., **kwargs} or a "
-            "TOML/YAML file."
-        ) from None
+        raise invalid("search_strategy", "UniversalExperimentLoop", _accepted(), name) from None
 
 
 def resolve_strategy_config(config: Any) -> dict[str, Any] | Any:
@@ -187,20 +184,18 @@ def resolve_strategy_config(config: Any) -> dict[str, Any] | Any:
         return {"name": config}
     if isinstance(config, Mapping):
         if "name" not in config:
-            raise ValueError(
-                "A strategy config dict needs a 'name' key naming one of "
-                f"{sorted(STRATEGY_REGISTRY)}. Got {dict(config)!r} instead."
+            raise invalid(
+                "search_strategy",
+                "UniversalExperimentLoop",
+                f"a config dict with a 'name' key naming one of {sorted(STRATEGY_REGISTRY)}",
+                dict(config),
             )
         strategy_info(config["name"])
         return dict(config)
     is_class = isinstance(config, type) and issubclass(config, SearchStrategy)
     is_sampler = callable(getattr(config, "sample_independent", None))
     if not (isinstance(config, SearchStrategy) or is_class or is_sampler):
-        raise TypeError(
-            "The 'search_strategy' must be a strategy name, a config dict, a TOML/YAML file, an "
-            "optuna.samplers.BaseSampler, or a SearchStrategy class or instance. "
-            f"Got {config!r} instead."
-        )
+        raise invalid("search_strategy", "UniversalExperimentLoop", _accepted(), config)
     return config
 
 
@@ -235,11 +230,7 @@ def make_strategy(config: Any, domain: ParamDomain, *, seed: int | None = None) 
         return adapter(domain, name=name, **kwargs)
     adapter = _load(_OPTUNA)
     if not adapter.accepts_instance(resolved):
-        raise TypeError(
-            "The 'search_strategy' must be a strategy name, a config dict, a TOML/YAML file, an "
-            "optuna.samplers.BaseSampler, or a SearchStrategy class or instance. "
-            f"Got {resolved!r} instead."
-        )
+        raise invalid("search_strategy", "UniversalExperimentLoop", _accepted(), resolved)
     return adapter(domain, name="sampler", sampler=resolved)
 
 

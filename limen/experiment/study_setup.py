@@ -33,7 +33,7 @@ from limen.adapters.pruners import pruner_config
 from limen.adapters.storage import LimenStorage, StudyProbe, probe_study, redact_url
 from limen.experiment import study_keys as keys
 from limen.experiment.checkpoint_manager import check_resume
-from limen.experiment.errors import ResumeError
+from limen.experiment.errors import ExperimentExistsError, NothingToResumeError, ResumeError
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
 from limen.experiment.records import (
     METADATA_JSON,
@@ -73,8 +73,8 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
     ``TAKE_OVER``). Reads only.
 
     Raises:
-        FileExistsError: the directory or the study already holds rounds, or the study holds
-            none but was set up for another experiment.
+        ExperimentExistsError: the directory or the study already holds rounds, or the study
+            holds none but was set up for another experiment (a ``FileExistsError``).
     """
     directory = plan.experiment_dir
     used = [name for name in ROUND_FILES if _holds_rows(directory / name)]
@@ -84,7 +84,7 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
     if state == "present" and probe.n_trials:
         used.append(where)
     if used:
-        raise FileExistsError(
+        raise ExperimentExistsError(
             f"Experiment {plan.experiment_name!r} already has rounds ({', '.join(used)} "
             f"in {directory}). Continue it with run(..., resume=True) (CLI: limen resume "
             f"{directory}), or start a new one under a new experiment name or directory."
@@ -99,7 +99,7 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
         if stored != now
     ]
     if changed:
-        raise FileExistsError(
+        raise ExperimentExistsError(
             f"The {where} holds no rounds yet but was set up with another "
             f"{', '.join(changed)}. Take it over with run(..., resume='force'), or start this "
             "experiment under a new experiment name."
@@ -134,13 +134,13 @@ def check_resumable(plan: RunPlan) -> None:
     """Refuse to resume a study that does not exist."""
     state = existing_study(plan)
     if state == "unfinished":
-        raise ValueError(
+        raise NothingToResumeError(
             f"Cannot resume experiment {plan.experiment_name!r}: its study in "
             f"{redact_url(plan.storage_url)} was never set up (its creation was interrupted) "
             "and holds no round. Start it fresh with resume=False: the same run replaces it."
         )
     if state == "absent":
-        raise ValueError(
+        raise NothingToResumeError(
             f"Cannot resume experiment {plan.experiment_name!r}: no study of that name "
             f"in {redact_url(plan.storage_url)} (directory {plan.experiment_dir}). Check the "
             "name and experiment_dir, or start it fresh with resume=False."

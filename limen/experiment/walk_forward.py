@@ -26,7 +26,6 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from limen.experiment import study_keys as keys
 from limen.experiment.records import write_json_atomic
+from limen.utils.values import is_number
 
 FOLD_RESULTS_CSV = "fold_results.csv"
 TRIAL_RETURNS_PARQUET = "trial_returns.parquet"
@@ -136,10 +136,10 @@ def combine_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     names = list(dict.fromkeys(name for metrics in fold_metrics for name in metrics))
     for name in names:
         values = [metrics.get(name) for metrics in fold_metrics]
-        if all(_is_number(value) or value is None for value in values) and any(
-            _is_number(value) for value in values
+        if all(is_number(value) or value is None for value in values) and any(
+            is_number(value) for value in values
         ):
-            finite = [float(v) for v in values if _is_number(v) and math.isfinite(float(v))]
+            finite = [float(v) for v in values if is_number(v) and math.isfinite(float(v))]
             combined[name] = float(np.mean(finite)) if finite else float("nan")
         else:
             combined[name] = values[0] if all(v == values[0] for v in values) else None
@@ -282,10 +282,6 @@ def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
             value = None
         clean[str(key)] = value
     return clean
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from limen.adapters.leases import OWNER
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
+from limen.errors import InvalidParameterError, MissingDependencyError, NoRoundsError
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
 from limen.experiment.round_warnings import convergence_report
@@ -43,6 +44,8 @@ from limen.experiment.trainer.study_source import (
 from limen.log import trading
 from limen.log.plots import PLOT_KINDS, write_plot
 from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
+from limen.utils.validation import InstanceOf, Interval, Predicate, validate_params
+from limen.utils.values import is_number
 
 if TYPE_CHECKING:
     from limen.experiment.experiment_core import UniversalExperimentLoop
@@ -54,6 +57,25 @@ CORRELATION_METHODS = ("spearman", "pearson")
 EXPORT_FORMATS = ("csv", "parquet")
 RATE_WINDOW = 100
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+def _loop_or_path(value: Any) -> bool:
+    if hasattr(value, "study") and hasattr(value, "sfd"):
+        return True
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and bool(value.strip()))
+
+
+#: What each parameter of ``Log()`` accepts.
+LOG_CONSTRAINTS: dict[str, list[Any]] = {
+    "source": [
+        Predicate(
+            _loop_or_path,
+            "a UniversalExperimentLoop that ran, an experiment directory or a storage URL",
+        )
+    ],
+    "study_name": [InstanceOf(str, "a str"), None],
+    "data": [InstanceOf(pd.DataFrame, "a pandas DataFrame of raw bars"), None],
+}
 
 
 @dataclass(frozen=True)
@@ -127,9 +149,14 @@ class Log:
         sfd: Any = None,
         data: pd.DataFrame | None = None,
     ) -> None:
+        validate_params(
+            LOG_CONSTRAINTS,
+            {"source": source, "study_name": study_name, "data": data},
+            "Log",
+        )
         if hasattr(source, "study") and hasattr(source, "sfd"):
             if source.study is None:
-                raise ValueError(
+                raise InvalidParameterError(
                     "The UniversalExperimentLoop given to Log has not run yet: call run() first, "
                     "or pass its experiment directory."
                 )
@@ -169,12 +196,11 @@ class Log:
         ``metric`` defaults to the study's (first) objective; ``direction`` is needed only for
         a metric that is not an objective.
         """
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"The 'n' parameter of Log.best must be an int >= 1. Got {n!r}.")
+        validate_params({"n": [Interval(int, 1, None)]}, {"n": n}, "Log.best")
         metric, direction = resolve_metric(self.study, metric, direction, "Log.best")
         ranked = rank_rounds(self.trials, metric, direction)
         if not ranked:
-            raise ValueError(
+            raise NoRoundsError(
                 f"Study {self.study.study_name!r} has no completed round with a numeric "
                 f"{metric!r}: run the experiment first."
             )
@@ -197,7 +223,7 @@ class Log:
         path = Path(path)
         fmt = format or path.suffix.lstrip(".").lower()
         if fmt not in EXPORT_FORMATS:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'format' parameter of Log.export must be one of {list(EXPORT_FORMATS)} "
                 f"(or the suffix of path). Got {fmt!r} instead."
             )
@@ -211,7 +237,7 @@ class Log:
                 frame.to_parquet(tmp, index=False)
         except ImportError as exc:
             tmp.unlink(missing_ok=True)
-            raise ImportError(
+            raise MissingDependencyError(
                 f"Writing parquet needs pyarrow ({exc}): pip install 'limen[parquet]', or "
                 "export as csv."
             ) from exc
@@ -293,20 +319,17 @@ class Log:
         """
         owner = "Log.parameter_correlation"
         if method not in CORRELATION_METHODS:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'method' parameter of {owner} must be one of {list(CORRELATION_METHODS)}. "
                 f"Got {method!r} instead."
             )
         for name, value, low in (("n_boot", n_boot, 1), ("min_n", min_n, 2)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(
-                    f"The {name!r} parameter of {owner} must be an int >= {low}. Got {value!r}."
-                )
+            validate_params({name: [Interval(int, low, None)]}, {name: value}, owner)
         log = self.experiment_log
         key = sort_key or metric
         for name, column in (("metric", metric), ("sort_key", key)):
             if column not in log.columns:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"The {name!r} parameter of {owner} names {column!r}, which is not a column "
                     f"of experiment_log; columns: {list(log.columns)}."
                 )
@@ -318,13 +341,13 @@ class Log:
             __key=pd.to_numeric(log[key], errors="coerce"),
         ).dropna(subset=["__metric"])
         if frame.empty:
-            raise ValueError(
+            raise NoRoundsError(
                 f"{owner}: no rows remain after dropping rounds without a numeric {metric!r}."
             )
         frame = frame.sort_values("__key", ascending=sort_ascending, kind="mergesort")
         names = [c for c in features.columns if frame[c].nunique(dropna=True) > 1]
         if not names:
-            raise ValueError(
+            raise NoRoundsError(
                 f"{owner}: no parameter varies over the rounds with a numeric {metric!r}."
             )
         rng = np.random.default_rng(random_state)
@@ -339,7 +362,7 @@ class Log:
                 block.insert(0, "cohort_pct", round(100 * size / total))
                 blocks.append(block)
         if not blocks:
-            raise ValueError(
+            raise NoRoundsError(
                 f"{owner}: no cohort produced results ({total} rounds; check heads and min_n)."
             )
         return pd.concat(blocks).set_index(["cohort_pct", "feature"])
@@ -454,7 +477,7 @@ class Log:
         """A single-objective study whose values are ``metric``: the study itself if it is."""
         metric, direction = resolve_metric(self.study, metric, direction, owner)
         if not rank_rounds(self.trials, metric, direction):
-            raise ValueError(
+            raise NoRoundsError(
                 f"{owner}: study {self.study.study_name!r} has no completed round with a "
                 f"numeric {metric!r}: run the experiment first."
             )
@@ -484,7 +507,7 @@ class Log:
         for name in self.param_names:
             values = log[name]
             present = [v for v in values if not _missing(v)]
-            if present and all(_is_number(v) for v in present):
+            if present and all(is_number(v) for v in present):
                 columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
                 if len(present) < len(values):
                     columns[f"{name}=None"] = values.map(_missing).astype(float)
@@ -508,12 +531,6 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
 def _drop_columns(features: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:
     """``features`` without the named columns or parameters (all of a parameter's values)."""
     doomed = [c for c in features.columns if c in drop or c.split("=", 1)[0] in drop]
@@ -524,7 +541,7 @@ def _cohort_sizes(heads: Sequence[float | int] | None, total: int, owner: str) -
     sizes = []
     for head in DEFAULT_HEADS if heads is None else heads:
         if isinstance(head, bool) or not isinstance(head, int | float) or head <= 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'heads' parameter of {owner} must hold shares in (0, 1] or counts >= 1. "
                 f"Got {head!r} instead."
             )

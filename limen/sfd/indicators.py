@@ -10,10 +10,11 @@ share one signature and one output column, so an SFD can search over them as a p
 from __future__ import annotations
 
 import math
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
+
+from limen.utils.validation import Interval, validate_params
 
 
 def roc(df: pd.DataFrame, period: int, column: str = "close") -> pd.DataFrame:
@@ -111,11 +112,4 @@ def _wilder(values: pd.Series, period: int) -> pd.Series:
 
 
 def _check_window(function: str, name: str, value: object) -> None:
-    if not isinstance(value, Integral) or isinstance(value, bool):
-        raise TypeError(
-            f"The {name!r} parameter of {function} must be an int >= 1. Got {value!r} instead."
-        )
-    if value < 1:
-        raise ValueError(
-            f"The {name!r} parameter of {function} must be an int >= 1. Got {value!r} instead."
-        )
+    validate_params({name: [Interval(int, 1, None)]}, {name: value}, function)

@@ -15,11 +15,13 @@ import importlib.machinery
 import importlib.util
 import re
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from limen.errors import InvalidParameterError, LimenError
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import source_hash
 
@@ -29,7 +31,27 @@ SFD_MODULE_ATTR = keys.SFD_MODULE
 SFD_HASH_ATTR = keys.SFD_SOURCE_HASH
 
 
-class SFDSourceMismatchError(ValueError):
+__all__ = [
+    "FOUNDATIONAL",
+    "SFDLoadError",
+    "SFDSourceMismatchError",
+    "check_sfd",
+    "check_source",
+    "load_sfd",
+    "recorded_sfd",
+]
+
+
+class SFDLoadError(LimenError, ImportError, ValueError):
+    """An SFD the user named cannot be loaded: no such module or file, an error while its code
+    runs (a SyntaxError, a failed import...), or no ``params()``.
+
+    It is an ``ImportError`` (the SFD did not import) and a ``ValueError`` (what earlier
+    versions raised), so existing ``except`` clauses keep catching it.
+    """
+
+
+class SFDSourceMismatchError(LimenError, ValueError):
     """The SFD's source is not the one the study recorded (its SHA-256 differs).
 
     Attributes:
@@ -53,49 +75,100 @@ def load_sfd(name: str) -> ModuleType:
     (``mypackage.my_sfd``) or the path of a Python file (``./my_sfd.py``).
 
     Raises:
-        ValueError: nothing by that name can be imported, or it is not an SFD.
+        InvalidParameterError: ``name`` is not a non-empty str.
+        SFDLoadError: nothing by that name can be imported, its code fails, or it is not an
+            SFD; the message names the file and line where the code failed.
     """
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"The SFD name must be a non-empty string. Got {name!r} instead.")
+        raise InvalidParameterError(
+            f"The 'sfd' parameter of load_sfd must be a non-empty str (a foundational SFD "
+            f"{list(FOUNDATIONAL)}, a module path or a .py file). Got {name!r} instead."
+        )
     if name in FOUNDATIONAL:
         module = importlib.import_module(f"limen.sfd.foundational_sfd.{name}")
     elif name.endswith(".py"):
         module = _load_file(Path(name))
     else:
         module = _import_module(name)
-    check_sfd(module, name)
+    _check_loaded(module, name)
     return module
+
+
+def _check_loaded(module: ModuleType, name: str) -> None:
+    try:
+        check_sfd(module, name)
+    except InvalidParameterError as exc:
+        raise SFDLoadError(str(exc), name=name) from None
 
 
 def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
-    except ImportError as exc:
-        raise ValueError(
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name != exc.name and not name.startswith(f"{exc.name}."):
+            raise _failure(name, exc) from exc
+        raise SFDLoadError(
             f"Unknown SFD {name!r}: it is not a foundational SFD ({', '.join(FOUNDATIONAL)}) and "
-            f"importing it failed ({exc}). Pass a foundational name, an importable module path "
-            "such as 'mypackage.my_sfd', or the path of a .py file."
+            f"no module of that name is installed. Pass a foundational name, an importable "
+            "module path such as 'mypackage.my_sfd', or the path of a .py file.",
+            name=name,
         ) from exc
+    except Exception as exc:
+        raise _failure(name, exc) from exc
 
 
 def _load_file(path: Path) -> ModuleType:
     if not path.is_file():
-        raise ValueError(f"SFD file {str(path)!r} does not exist. Pass the path of a .py file.")
+        raise SFDLoadError(
+            f"SFD file {str(path)!r} does not exist or is not a file. Pass the path of a .py file.",
+            path=str(path),
+        )
     module_name = path.stem
     spec = importlib.util.spec_from_file_location(module_name, path.resolve())
     if spec is None or spec.loader is None:
-        raise ValueError(f"SFD file {str(path)!r} cannot be imported as a Python module.")
+        raise SFDLoadError(
+            f"SFD file {str(path)!r} cannot be imported as a Python module.", path=str(path)
+        )
     module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        if previous is None:
+            sys.modules.pop(module_name, None)
+        else:
+            sys.modules[module_name] = previous
+        raise _failure(str(path), exc, str(path.resolve())) from exc
     return module
 
 
+def _failure(label: str, exc: BaseException, file: str | None = None) -> SFDLoadError:
+    """One line naming the SFD, the file and line where its code failed, and the error."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}, line {exc.lineno}"
+        detail = f"{type(exc).__name__}: {exc.msg}"
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if f.filename == file]
+        user = own or [f for f in frames if "importlib" not in f.filename] or frames
+        where = f"{user[-1].filename}, line {user[-1].lineno}" if user else label
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return SFDLoadError(
+        f"SFD {label!r} cannot be loaded ({where}): {detail}. Fix the SFD's code and run again.",
+        name=label,
+    )
+
+
 def check_sfd(sfd: object, label: str | None = None) -> None:
-    """Check that ``sfd`` has ``params()`` and either ``manifest()`` or ``prep()``/``model()``."""
+    """Check that ``sfd`` has ``params()`` and either ``manifest()`` or ``prep()``/``model()``.
+
+    Raises:
+        limen.InvalidParameterError: ``sfd`` has no ``params()``.
+    """
     label = label or getattr(sfd, "__name__", repr(sfd))
     if not callable(getattr(sfd, "params", None)):
-        raise ValueError(
+        raise InvalidParameterError(
             f"SFD {label!r} has no params() function. An SFD defines params() returning a dict "
             "of parameter name -> list of values, plus manifest() or prep() and model()."
         )
@@ -114,35 +187,38 @@ def recorded_sfd(attrs: Mapping[str, Any], *, force: bool = False) -> ModuleType
         force: Import even when the source differs from the recorded one.
 
     Raises:
-        ImportError: the study names no SFD, a name that is not a plain module name, or a
+        SFDLoadError: the study names no SFD, a name that is not a plain module name, or a
             module that is not installed; the message says to pass the SFD itself.
         SFDSourceMismatchError: the module's source differs from the recorded one.
     """
     name = attrs.get(SFD_MODULE_ATTR)
     fix = "pass the SFD that ran the experiment yourself (--sfd MODULE|FILE.py, or sfd=...)"
     if not isinstance(name, str) or not PLAIN_MODULE.fullmatch(name):
-        raise ImportError(
+        raise SFDLoadError(
             f"The study records the SFD {name!r}, which is not a plain module name such as "
             f"'mypackage.my_sfd': nothing is imported from it; {fix}."
         )
     path = _source_file(name)
     if path is None:
-        raise ImportError(
+        raise SFDLoadError(
             f"The SFD module {name!r} that ran this experiment cannot be found as Python source "
             f"in this environment. Install the package that provides it, add its folder to "
             f"PYTHONPATH, or {fix}.",
             name=name,
         )
     if not _defines_params(path):
-        raise ImportError(
+        raise SFDLoadError(
             f"The study records the SFD {name!r}, but {path} defines no params() function, so "
             f"it is not an SFD: it is not imported; {fix}.",
             name=name,
         )
     if not force:
         _check_digest(attrs, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
-    module = importlib.import_module(name)
-    check_sfd(module, name)
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:
+        raise _failure(name, exc, str(path)) from exc
+    _check_loaded(module, name)
     return module
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from limen.adapters.grid import GridCursor, GridSpace
+from limen.utils.validation import Interval, validate_params
 
 
 class ParamSpace:
@@ -32,19 +33,11 @@ class ParamSpace:
         self, params: dict[str, list], n_permutations: int, *, seed: int | None = None
     ) -> None:
         _validate_params(params)
-        if (
-            isinstance(n_permutations, bool)
-            or not isinstance(n_permutations, int)
-            or n_permutations < 1
-        ):
-            raise ValueError(
-                f"The 'n_permutations' parameter of ParamSpace must be an int >= 1. "
-                f"Got {n_permutations!r} instead."
-            )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(
-                f"The 'seed' parameter of ParamSpace must be an int or None. Got {seed!r} instead."
-            )
+        validate_params(
+            {"n_permutations": [Interval(int, 1, None)], "seed": [int, None]},
+            {"n_permutations": n_permutations, "seed": seed},
+            "ParamSpace",
+        )
         self.keys: list[str] = list(params)
         self.param_sizes: list[int] = [len(values) for values in params.values()]
         self.total_space: int = math.prod(self.param_sizes)

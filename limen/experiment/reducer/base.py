@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import match_value, plain_value, value_key, value_token
 from limen.experiment.param_domain import Range
+from limen.utils.validation import Interval, invalid, validate_params
 
 ACTION_SUGGEST = "suggest"
 
@@ -70,11 +72,8 @@ class PruningStrategy(ABC):
 # ------------------------------------------------------------------ validation
 
 
-def _fail(owner: Any, name: str, expected: str, value: Any) -> ValueError:
-    return ValueError(
-        f"The '{name}' parameter of {type(owner).__name__} must be {expected}. "
-        f"Got {value!r} instead."
-    )
+def _fail(owner: Any, name: str, expected: str, value: Any) -> InvalidParameterError:
+    return invalid(name, type(owner).__name__, expected, value)
 
 
 def check_bool(owner: Any, name: str, value: Any) -> bool:
@@ -97,10 +96,8 @@ def check_int(owner: Any, name: str, value: Any, low: int, *, optional: bool = F
     """``value`` when it is an int in ``[low, inf)`` (or None when ``optional``)."""
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise _fail(
-            owner, name, f"an int in [{low}, inf)" + (" or None" if optional else ""), value
-        )
+    constraints: list[Any] = [Interval(int, low, None)] + ([None] if optional else [])
+    validate_params({name: constraints}, {name: value}, type(owner).__name__)
     return value
 
 
@@ -117,23 +114,26 @@ def check_real(
     """``value`` when it is a finite number in the interval (or None when ``optional``)."""
     if value is None and optional:
         return None
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    in_range = is_number and math.isfinite(value) and low <= value <= high
-    if not in_range or (low_open and value == low):
-        left = "(" if low_open else "["
-        right = "inf)" if high == math.inf else f"{high}]"
-        expected = f"a number in {left}{low}, {right}" + (" or None" if optional else "")
-        raise _fail(owner, name, expected, value)
+    closed = "right" if low_open else "both"
+    interval = Interval(
+        float, None if low == -math.inf else low, None if high == math.inf else high, closed=closed
+    )
+    constraints: list[Any] = [interval] + ([None] if optional else [])
+    validate_params({name: constraints}, {name: value}, type(owner).__name__)
     return float(value)
 
 
 def require_keys(owner: Any, state: Mapping[str, Any], keys: tuple[str, ...]) -> None:
     """Raise ``ValueError`` naming the first of ``keys`` missing from ``state``."""
     if not isinstance(state, Mapping):
-        raise ValueError(f"Invalid {type(owner).__name__} state: expected a dict, got {state!r}.")
+        raise InvalidParameterError(
+            f"Invalid {type(owner).__name__} state: expected a dict, got {state!r}."
+        )
     for key in keys:
         if key not in state:
-            raise ValueError(f"Invalid {type(owner).__name__} state: missing required key '{key}'.")
+            raise InvalidParameterError(
+                f"Invalid {type(owner).__name__} state: missing required key '{key}'."
+            )
 
 
 # ---------------------------------------------------------------- log readers

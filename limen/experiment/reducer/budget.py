@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_key, value_token
 from limen.experiment.param_domain import Range
 from limen.experiment.reducer.base import (
@@ -59,7 +60,7 @@ class BudgetReducer(PruningStrategy):
             self, "max_permutations", max_permutations, 1, optional=True
         )
         if trim_strategy not in TRIM_STRATEGIES:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'trim_strategy' parameter of BudgetReducer must be one of "
                 f"{list(TRIM_STRATEGIES)}. Got {trim_strategy!r} instead."
             )
@@ -67,7 +68,7 @@ class BudgetReducer(PruningStrategy):
         self.check_after_pct = check_real(self, "check_after_pct", check_after_pct, 0.0, 1.0)
         self.metric = check_str(self, "metric", metric, optional=True)
         if trim_strategy == "worst_first" and metric is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'metric' parameter of BudgetReducer is required when trim_strategy is "
                 "'worst_first': pass metric='<the metric to rank values by>'."
             )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import plain_value, value_key
 from limen.experiment.reducer.base import (
     ACTION_SUGGEST,
@@ -77,7 +78,7 @@ class CorrelationReducer(PruningStrategy):
         super().__init__(active=active)
         self.metric = check_str(self, "metric", metric)
         if method not in METHODS:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'method' parameter of CorrelationReducer must be one of {list(METHODS)}. "
                 f"Got {method!r} instead."
             )

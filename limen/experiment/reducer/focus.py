@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
 from limen.experiment.param_domain import Range
 from limen.experiment.reducer.base import (
@@ -23,14 +24,9 @@ from limen.experiment.reducer.base import (
     require_keys,
 )
 from limen.experiment.reducer.filter_types import FILTER_KEEP_BETWEEN, FILTER_KEEP_VALUES
+from limen.utils.values import is_number
 
 _JSON_VALUES = (str, int, float, bool, type(None))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
 
 
 class FocusReducer(PruningStrategy):
@@ -108,7 +104,7 @@ class FocusReducer(PruningStrategy):
         items = []
         for param, center in self._combo.items():
             key = f"focus_{self.metric}_{param}"
-            if _is_number(center):
+            if is_number(center):
                 lower, upper = self._window(center)
                 kind, params = FILTER_KEEP_BETWEEN, {"param": param, "lower": lower, "upper": upper}
             elif isinstance(center, _JSON_VALUES):
@@ -184,7 +180,7 @@ class FocusReducer(PruningStrategy):
         if state["focus_active"] and (
             state["best_metric"] is None or state["breakthrough_combo"] is None
         ):
-            raise ValueError(
+            raise InvalidParameterError(
                 "Invalid FocusReducer state: focus_active needs best_metric and breakthrough_combo."
             )
         self._active_focus = bool(state["focus_active"])

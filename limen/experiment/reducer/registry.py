@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from limen.errors import InvalidParameterError
 from limen.experiment.reducer.base import PruningStrategy
 from limen.experiment.reducer.budget import BudgetReducer
 from limen.experiment.reducer.correlation import CorrelationReducer
@@ -32,20 +33,20 @@ def make_reducer(config: PruningStrategy | Mapping[str, Any]) -> PruningStrategy
     if isinstance(config, PruningStrategy):
         return config
     if not isinstance(config, Mapping):
-        raise TypeError(
+        raise InvalidParameterError(
             "A reducer must be a PruningStrategy or a config dict {'name': 'sanity', ...}. "
             f"Got {config!r} instead."
         )
     kwargs = dict(config)
     name = kwargs.pop("name", None)
     if name not in REDUCER_REGISTRY:
-        raise ValueError(
+        raise InvalidParameterError(
             f"Unknown reducer name {name!r}. Known reducers: {sorted(REDUCER_REGISTRY)}."
         )
     try:
         return REDUCER_REGISTRY[name](**kwargs)
     except TypeError as exc:
-        raise ValueError(f"Reducer {name!r}: {exc}") from None
+        raise InvalidParameterError(f"Reducer {name!r}: {exc}") from None
 
 
 def make_reducers(configs: Sequence[Any] | None) -> list[PruningStrategy]:
@@ -53,7 +54,7 @@ def make_reducers(configs: Sequence[Any] | None) -> list[PruningStrategy]:
     if configs is None:
         return []
     if isinstance(configs, Mapping | str) or not isinstance(configs, Sequence):
-        raise TypeError(
+        raise InvalidParameterError(
             "The 'pruning_strategies' parameter must be a list of PruningStrategy instances or "
             f"config dicts. Got {configs!r} instead."
         )

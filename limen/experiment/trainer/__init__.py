@@ -3,8 +3,10 @@
 from limen.experiment.trainer.errors import (
     MetricMismatch,
     ReconstructionError,
+    SensorFileNotFoundError,
     SensorIntegrityError,
     SensorTrustError,
+    TrainerError,
 )
 from limen.experiment.trainer.sensor import Sensor
 from limen.experiment.trainer.trainer import Trainer
@@ -13,7 +15,9 @@ __all__ = [
     "MetricMismatch",
     "ReconstructionError",
     "Sensor",
+    "SensorFileNotFoundError",
     "SensorIntegrityError",
     "SensorTrustError",
     "Trainer",
+    "TrainerError",
 ]

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from limen.errors import LimenError
+
+__all__ = [
+    "MetricMismatch",
+    "ReconstructionError",
+    "SensorFileNotFoundError",
+    "SensorIntegrityError",
+    "SensorTrustError",
+    "TrainerError",
+]
+
 
 @dataclass(frozen=True)
 class MetricMismatch:
@@ -17,7 +28,7 @@ class MetricMismatch:
         return f"{self.metric}: stored={self.stored!r}, rebuilt={self.rebuilt!r}"
 
 
-class ReconstructionError(Exception):
+class ReconstructionError(LimenError):
     """A round rebuilt from its stored parameters does not reproduce its stored metrics.
 
     Attributes:
@@ -49,8 +60,18 @@ class ReconstructionError(Exception):
         return type(self), (self.round_id, self.trial_number, self.mismatches, self.causes)
 
 
-class SensorIntegrityError(ValueError):
+class TrainerError(LimenError, ValueError):
+    """The Trainer cannot rebuild what was asked: no completed round to rank, a round that
+    no longer decodes with the SFD's parameter space, or a model function that returns no
+    fitted model."""
+
+
+class SensorIntegrityError(LimenError, ValueError):
     """A Sensor file is not a Limen Sensor file, is damaged, or was changed after it was saved."""
+
+
+class SensorFileNotFoundError(LimenError, FileNotFoundError):
+    """The path given as a Sensor file does not exist or is a directory."""
 
 
 class SensorTrustError(SensorIntegrityError):

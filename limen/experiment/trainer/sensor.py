@@ -29,15 +29,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
 from limen.experiment.manifest_core import DATETIME_COLUMN, Manifest
 from limen.experiment.trainer.errors import SensorIntegrityError
 from limen.experiment.trainer.sensor_file import (
+    FORMATS,
     SKOPS,
     read_sensor_file,
     untrusted_types,
     write_sensor_file,
 )
+from limen.utils.validation import StrOptions, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class Sensor:
         provenance: Mapping[str, Any],
     ) -> None:
         if not callable(getattr(model, "predict", None)):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"The 'model' of a Sensor must have a predict() method. Got "
                 f"{type(model).__name__} instead: the model function must return the fitted "
                 "estimator as '_model'."
@@ -176,9 +179,14 @@ class Sensor:
                 skops cannot store; loading it runs code, so it needs ``key``.
 
         Raises:
-            ValueError: an unknown ``format``, or ``"pickle"`` without ``key``.
-            TypeError: skops cannot store the model: use ``format="pickle"`` with a key.
+            limen.InvalidParameterError: an unknown ``format``, ``"pickle"`` without ``key``,
+                or a model skops cannot store (use ``format="pickle"`` with a key).
         """
+        validate_params(
+            {"path": ["path"], "format": [StrOptions(FORMATS)]},
+            {"path": path, "format": format},
+            "Sensor.save",
+        )
         return write_sensor_file(Path(path), self._state(), self._info(), key=key, format=format)
 
     @classmethod
@@ -202,10 +210,12 @@ class Sensor:
                 type itself; ``Sensor.untrusted_types(path)`` lists those the file needs.
 
         Raises:
+            SensorFileNotFoundError: ``path`` does not exist or is a directory.
             SensorIntegrityError: not a Sensor file, damaged, changed since it was saved, or
                 its signature does not match ``key``.
             SensorTrustError: it names types that are not trusted, or it is an unsigned pickle.
         """
+        validate_params({"path": ["path"]}, {"path": path}, "Sensor.load")
         path = Path(path)
         state = read_sensor_file(path, key=key, trusted=trusted)
         try:

@@ -35,7 +35,12 @@ import skops.io
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
-from limen.experiment.trainer.errors import SensorIntegrityError, SensorTrustError
+from limen.errors import InvalidParameterError
+from limen.experiment.trainer.errors import (
+    SensorFileNotFoundError,
+    SensorIntegrityError,
+    SensorTrustError,
+)
 
 MAGIC = b"LIMEN-SENSOR 2\n"
 MAGIC_V1 = b"LIMEN-SENSOR 1\n"
@@ -102,10 +107,12 @@ def read_sensor_file(
         SensorIntegrityError: not a Sensor file, damaged, or changed since it was saved.
         SensorTrustError: it names types that are not trusted, or it is an unsigned pickle.
     """
+    extra = _type_names(trusted)
+    if key is not None:
+        _key_bytes(key)
     format, payload = _checked_payload(path, key)
     if format == PICKLE:
         return _state(path, _unpickle, payload)
-    extra = _type_names(trusted)
     types = _types_of(path, payload)
     refused = [name for name in types if name not in extra and not is_trusted(name)]
     if refused:
@@ -148,21 +155,21 @@ def is_trusted(name: str) -> bool:
 def _payload(state: Mapping[str, Any], key: bytes | str | None, format: str) -> bytes:
     if format == PICKLE:
         if key is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "The 'key' parameter of Sensor.save must be given with format='pickle': a "
                 "pickle runs code when loaded, so it is only written signed. Pass key=..., or "
                 "use the default format='skops'."
             )
         return pickle.dumps(dict(state), protocol=PICKLE_PROTOCOL)
     if format != SKOPS:
-        raise ValueError(
+        raise InvalidParameterError(
             f"The 'format' parameter of Sensor.save must be one of {list(FORMATS)}. Got "
             f"{format!r} instead."
         )
     try:
         return skops.io.dumps(dict(state))
     except Exception as exc:
-        raise TypeError(
+        raise InvalidParameterError(
             f"The Sensor holds an object that skops cannot store ({type(exc).__name__}: {exc}). "
             "Save it with format='pickle' and key=... (only holders of the key can load it)."
         ) from exc
@@ -170,6 +177,11 @@ def _payload(state: Mapping[str, Any], key: bytes | str | None, format: str) -> 
 
 def _checked_payload(path: Path, key: bytes | str | None) -> tuple[str, bytes]:
     """The body's format and bytes, after the digest (or signature) and the format check."""
+    if not path.is_file():
+        raise SensorFileNotFoundError(
+            f"Sensor file {str(path)!r} does not exist or is not a file: pass the path of a "
+            "file written by Sensor.save or `limen train`."
+        )
     raw = path.read_bytes()
     version = next((magic for magic in (MAGIC, MAGIC_V1) if raw.startswith(magic)), None)
     if version is None:
@@ -269,7 +281,11 @@ def _key_bytes(key: bytes | str) -> bytes:
     if isinstance(key, str):
         key = key.encode("utf-8")
     if not isinstance(key, bytes) or not key:
-        raise TypeError(f"The 'key' of a Sensor file must be non-empty bytes or str. Got {key!r}.")
+        # The key is a secret: the message names its type, never its value.
+        raise InvalidParameterError(
+            "The 'key' parameter of a Sensor file must be non-empty bytes or str. Got "
+            f"{'an empty key' if isinstance(key, bytes | str) else type(key).__name__} instead."
+        )
     return key
 
 
@@ -278,7 +294,7 @@ def _type_names(trusted: Iterable[str | type] | None) -> set[str]:
     if trusted is None:
         return set()
     if isinstance(trusted, str | bytes) or not isinstance(trusted, Iterable):
-        raise TypeError(
+        raise InvalidParameterError(
             "The 'trusted' parameter of Sensor.load must be a list of type names (str) or "
             f"types, e.g. ['my_sfd.MyModel']. Got {trusted!r} instead."
         )
@@ -289,7 +305,7 @@ def _type_names(trusted: Iterable[str | type] | None) -> set[str]:
         elif inspect.isclass(item) or inspect.isroutine(item):
             names.add(f"{item.__module__}.{item.__qualname__}")
         else:
-            raise TypeError(
+            raise InvalidParameterError(
                 "The 'trusted' parameter of Sensor.load must hold type names (str) or types. "
                 f"Got {item!r} instead."
             )

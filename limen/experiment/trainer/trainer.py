@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
@@ -32,10 +31,11 @@ from limen.adapters.trials import (
     is_finished_round,
     metric_attrs,
 )
+from limen.errors import InvalidParameterError, NoRoundsError
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import data_fingerprint, round_id, source_hash, space_hash
 from limen.experiment.manifest_core import DATETIME_COLUMN, Manifest
-from limen.experiment.trainer.errors import MetricMismatch, ReconstructionError
+from limen.experiment.trainer.errors import MetricMismatch, ReconstructionError, TrainerError
 from limen.experiment.trainer.sensor import Sensor, library_versions
 from limen.experiment.trainer.study_source import (
     StudySource,
@@ -44,6 +44,8 @@ from limen.experiment.trainer.study_source import (
     resolve_study_source,
 )
 from limen.sfd.loader import check_source, recorded_sfd
+from limen.utils.validation import InstanceOf, Interval, Predicate, StrOptions, validate_params
+from limen.utils.values import is_number
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,16 @@ ABS_TOL = 1e-6
 STOCHASTIC_REL_TOL = 0.01
 MIN_ID_PREFIX = 8
 REFIT_SPLIT = (1, 0, 0)
+
+#: What each parameter of ``Trainer()`` accepts.
+TRAINER_CONSTRAINTS: dict[str, list[Any]] = {
+    "experiment_dir_or_storage": ["path"],
+    "study_name": [InstanceOf(str, "a str"), None],
+    "data": [InstanceOf(pd.DataFrame, "a pandas DataFrame of raw bars"), None],
+    "sfd": [Predicate(lambda v: callable(getattr(v, "params", None)), "an SFD module"), None],
+    "context_params": [InstanceOf(Mapping, "a dict"), None],
+    "force": ["boolean"],
+}
 
 
 class Trainer:
@@ -88,18 +100,25 @@ class Trainer:
         context_params: Mapping[str, Any] | None = None,
         force: bool = False,
     ) -> None:
-        if data is not None and not isinstance(data, pd.DataFrame):
-            raise TypeError(
-                "The 'data' parameter of Trainer must be a pandas DataFrame of raw bars or "
-                f"None (the manifest's data source). Got {type(data).__name__} instead."
-            )
+        validate_params(
+            TRAINER_CONSTRAINTS,
+            {
+                "experiment_dir_or_storage": experiment_dir_or_storage,
+                "study_name": study_name,
+                "data": data,
+                "sfd": sfd,
+                "context_params": context_params,
+                "force": force,
+            },
+            "Trainer",
+        )
         self.source: StudySource = resolve_study_source(experiment_dir_or_storage, study_name)
         self.study: optuna.Study = self.source.load_study()
         attrs = self.study.user_attrs
         self.sfd_module: str | None = attrs.get(keys.SFD_MODULE)
         if sfd is None:
             if not self.sfd_module:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"Study {self.study.study_name!r} was not created by Limen (it has no "
                     f"{keys.SFD_MODULE} attribute): pass the SFD with sfd=..."
                 )
@@ -124,7 +143,7 @@ class Trainer:
             elif self.manifest.data_source_config is not None:
                 self._data = self.manifest.fetch_data()
             else:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"SFD {self.sfd_module!r} has no data source in its manifest: pass the data "
                     "the experiment ran on as Trainer(..., data=...)."
                 )
@@ -161,15 +180,18 @@ class Trainer:
             ValueError: the study has no completed round with a finite value of ``metric``, or
                 ``by='deflated_sharpe'`` and no acceptance report exists.
         """
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"The 'n' parameter of Trainer.best must be an int >= 1. Got {n!r}.")
+        validate_params(
+            {"n": [Interval(int, 1, None)], "by": [StrOptions(["deflated_sharpe"]), None]},
+            {"n": n, "by": by},
+            "Trainer.best",
+        )
         if by is not None:
             return self._best_by_report(n, by, metric)
         metric, direction = resolve_metric(self.study, metric, direction, "Trainer.best")
         trials = self.study.get_trials(deepcopy=False)
         ranked = rank_rounds(trials, metric, direction)
         if not ranked:
-            raise ValueError(
+            raise NoRoundsError(
                 f"Study {self.study.study_name!r} has no completed round with a numeric "
                 f"{metric!r} ({_state_counts(trials)}): run the experiment first "
                 "(UniversalExperimentLoop.run, or `limen run` / `limen resume`)."
@@ -183,16 +205,16 @@ class Trainer:
         from limen.experiment.acceptance import ACCEPTANCE_JSON
 
         if by != "deflated_sharpe":
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'by' parameter of Trainer.best must be 'deflated_sharpe' or None. "
                 f"Got {by!r} instead."
             )
         if metric is not None:
-            raise ValueError("Trainer.best takes metric= or by=, not both.")
+            raise InvalidParameterError("Trainer.best takes metric= or by=, not both.")
         directory = self.source.directory
         path = None if directory is None else directory / ACCEPTANCE_JSON
         if path is None or not path.is_file():
-            raise ValueError(
+            raise InvalidParameterError(
                 "Trainer.best(by='deflated_sharpe') needs the experiment's acceptance report: "
                 "run `limen accept DIR` (or limen.experiment.acceptance_report(DIR)) on a "
                 "walk-forward experiment first."
@@ -204,7 +226,7 @@ class Trainer:
             if entry.get("deflated_sharpe_probability") is not None
         ]
         if not scored:
-            raise ValueError(
+            raise TrainerError(
                 f"{path} has no round with a Deflated Sharpe Ratio (see its 'errors')."
             )
         scored.sort(key=lambda pair: -pair[0])
@@ -231,7 +253,9 @@ class Trainer:
         """
         ids = [round_ids] if isinstance(round_ids, str) else list(round_ids)
         if not ids:
-            raise ValueError("The 'round_ids' parameter of Trainer.train is empty: pass ids.")
+            raise InvalidParameterError(
+                "The 'round_ids' parameter of Trainer.train is empty: pass ids."
+            )
         stored = self.study.get_trials(deepcopy=False)
         trials = [self._find(rid, stored) for rid in ids]
         rebuilt = [self._reproduce(trial) for trial in trials]
@@ -242,7 +266,7 @@ class Trainer:
 
     def _find(self, rid: Any, trials: Sequence[FrozenTrial]) -> FrozenTrial:
         if not isinstance(rid, str) or len(rid) < MIN_ID_PREFIX:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"A round id must be a str of at least {MIN_ID_PREFIX} characters. Got {rid!r}; "
                 "take ids from Trainer.best(n) or the 'id' column of results.csv."
             )
@@ -251,7 +275,7 @@ class Trainer:
         if len(complete) == 1:
             return next(iter(complete.values()))
         if len(complete) > 1:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The round id prefix {rid!r} matches {len(complete)} rounds of study "
                 f"{self.study.study_name!r}; give more characters."
             )
@@ -260,12 +284,12 @@ class Trainer:
             trial = finished[-1]
             error = trial.user_attrs.get(ERROR_TYPE)
             detail = f": {error}: {trial.user_attrs.get(ERROR_MESSAGE)}" if error else ""
-            raise ValueError(
+            raise InvalidParameterError(
                 f"Round {rid} (trial {trial.number}) ended {trial.state.name}{detail}. Only "
                 "completed rounds can be trained; pick another with Trainer.best(n)."
             )
         n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        raise ValueError(
+        raise InvalidParameterError(
             f"Round id {rid!r} is not a round of study {self.study.study_name!r} in "
             f"{self.source.storage_label} ({n_complete} completed rounds). Take ids from "
             "Trainer.best(n) or the 'id' column of results.csv."
@@ -277,13 +301,13 @@ class Trainer:
         try:
             params = self.codec.decode(trial.params)
         except (KeyError, ValueError) as exc:
-            raise ValueError(
+            raise TrainerError(
                 f"Round {rid} (trial {trial.number}) cannot be decoded with the current "
                 f"params() of SFD {self.sfd_module!r}: {exc}. The parameter space changed "
                 "since the run; restore the SFD that ran the experiment."
             ) from exc
         if round_id(params) != rid:
-            raise ValueError(
+            raise TrainerError(
                 f"Round {rid} (trial {trial.number}) decodes to other values with the current "
                 f"params() of SFD {self.sfd_module!r} (id {round_id(params)}): the parameter "
                 "space changed since the run; restore the SFD that ran the experiment."
@@ -329,7 +353,7 @@ class Trainer:
         else:
             n_rows = None
         if model is None:
-            raise ValueError(
+            raise TrainerError(
                 f"The model function of SFD {self.sfd_module!r} returned no '_model': a Sensor "
                 "needs the fitted estimator. Return it as results['_model'] (the helpers in "
                 "limen.sfd.results do)."
@@ -428,10 +452,10 @@ def compare_metrics(
     """
     mismatches = []
     for name, old in stored.items():
-        if not _is_real(old):
+        if not is_number(old):
             continue
         new = rebuilt.get(name)
-        if not _is_real(new):
+        if not is_number(new):
             mismatches.append(MetricMismatch(name, float(old), None))
             continue
         old, new = float(old), float(new)
@@ -451,15 +475,11 @@ def _close(old: float, new: float, stochastic: bool) -> bool:
     return stochastic and diff / max(abs(old), abs(new), 1.0) <= STOCHASTIC_REL_TOL
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
 def _manifest_of(sfd: Any) -> Manifest:
     build = getattr(sfd, "manifest", None)
     if not callable(build):
         name = getattr(sfd, "__name__", type(sfd).__name__)
-        raise ValueError(
+        raise InvalidParameterError(
             f"SFD {name!r} has no manifest(): the Trainer rebuilds manifest-driven SFDs only, "
             "because a Sensor applies the manifest's preparation to new data. Describe the "
             "SFD's pipeline with limen.Manifest."
