@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from limen.adapters.distributions import DomainCodec
 from limen.adapters.storage import ATTEMPT_KEY
 from limen.experiment import study_keys as keys
 from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS, results_row, round_record
@@ -102,35 +100,3 @@ def jsonl_record(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, An
     params = {**trial.params, **context}
     record_id = trial.user_attrs.get(ROUND_ID)
     return round_record(record_id, trial.number, params, preds=None, rebuilt=True)
-
-
-def _decoded(trial: FrozenTrial, codec: DomainCodec) -> dict[str, Any]:
-    if not trial.params:
-        return {}
-    try:
-        return codec.decode_exact(trial.params)
-    except (ValueError, KeyError, TypeError):
-        return dict(trial.params)
-
-
-def experiment_log(
-    trials: Iterable[FrozenTrial], codec: DomainCodec, extra: Mapping[str, Any] | None = None
-) -> pd.DataFrame:
-    """The finished rounds of a study as a DataFrame with decoded (real) parameter values.
-
-    A trial whose values are not exactly the domain's (written by another client, or edited)
-    shows the values it stores, never a neighbour they would snap to.
-    """
-    rows, names = [], set()
-    for trial in trials:
-        if not is_finished_round(trial):
-            continue
-        params = {**_decoded(trial, codec), **(extra or {})}
-        names.update(params)
-        rows.append(round_row(trial, params))
-    frame = pd.DataFrame(rows)
-    for name in names:
-        # Parameter values keep their Python objects (None stays None, classes stay classes)
-        # instead of pandas' inference turning None into NaN in text columns.
-        frame[name] = pd.Series([row.get(name) for row in rows], dtype=object)
-    return frame

@@ -53,6 +53,8 @@ from limen.experiment.round_results import is_real, jsonable, param_tokens, scal
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
 from limen.experiment.run_plan import RunPlan
 from limen.experiment.search_strategy import SearchStrategy
+from limen.experiment.study_reader import StoredRound, experiment_log, read_rounds
+from limen.experiment.study_record import StudyRecord
 from limen.experiment.study_setup import (
     RECREATE,
     TAKE_OVER,
@@ -246,7 +248,7 @@ class RoundRunner:
         elif not self.feedback.should_trigger(self.finished):
             return
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        log = trial_attrs.experiment_log(trials, self.search.codec)
+        log = experiment_log(read_rounds(trials, self.search.codec))
         applied = self.feedback.trigger(log, self.loop.msq, self.finished)
         if applied:
             self.search.save(changed=True)
@@ -630,10 +632,11 @@ class RoundRunner:
         study = optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage)
         self.loop.study = study
         self.loop.results_dir = self.plan.experiment_dir
-        trials = study.get_trials(deepcopy=False)
-        log = trial_attrs.experiment_log(trials, self.search.codec, self.plan.context_params)
+        record = StudyRecord(objective=tuple(self.objective or ()))
+        rounds = read_rounds(study.get_trials(deepcopy=False), self.search.codec, record)
+        log = experiment_log(rounds, self.plan.context_params)
         self.loop.experiment_log = log
-        self.loop.best_round = self._best_round(study, trials)
+        self.loop.best_round = self._best_round(study, rounds)
         self.loop.exhausted = self.exhausted
         self.loop.interrupted = self.interrupted
         logger.info(
@@ -645,16 +648,16 @@ class RoundRunner:
         )
 
     def _best_round(
-        self, study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial]
+        self, study: optuna.Study, rounds: Sequence[StoredRound]
     ) -> dict[str, Any] | None:
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        complete = [r for r in rounds if r.trial.state == TrialState.COMPLETE]
         if not complete or not self.objective:
             return None
         sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
-        best = max(complete, key=lambda t: sign * t.values[0])
+        best = max(complete, key=lambda r: sign * r.trial.values[0])
         return {
-            "id": best.user_attrs.get(trial_attrs.ROUND_ID),
+            "id": best.round_id,
             "_round_index": best.number,
-            "values": dict(zip([m for m, _ in self.objective], best.values, strict=False)),
-            "params": self.search.codec.decode(best.params),
+            "values": dict(zip([m for m, _ in self.objective], best.trial.values, strict=False)),
+            "params": best.params,
         }

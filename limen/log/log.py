@@ -28,18 +28,11 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import select
 
 from limen.adapters.leases import OWNER
-from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
-from limen.experiment import study_keys as keys
+from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, is_finished_round
+from limen.experiment.experiment_source import ExperimentSource, resolve_experiment
 from limen.experiment.identity import value_token
 from limen.experiment.round_warnings import convergence_report
-from limen.experiment.trainer.study_source import (
-    metric_value,
-    objective_of,
-    rank_rounds,
-    resolve_metric,
-    resolve_study_source,
-    study_codec,
-)
+from limen.experiment.study_reader import StudyReader, study_codec
 from limen.log import trading
 from limen.log.plots import PLOT_KINDS, write_plot
 from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
@@ -121,7 +114,7 @@ class Log:
 
     def __init__(
         self,
-        source: UniversalExperimentLoop | str | os.PathLike[str],
+        source: UniversalExperimentLoop | str | os.PathLike[str] | ExperimentSource,
         study_name: str | None = None,
         *,
         sfd: Any = None,
@@ -138,10 +131,9 @@ class Log:
             sfd = source.sfd if sfd is None else sfd
             data = source.data if data is None else data
         else:
-            located = resolve_study_source(source, study_name)
+            located = resolve_experiment(source, study_name, read_only=True)
             self.study = located.load_study()
             self.directory = located.directory
-        self.trials: tuple[FrozenTrial, ...] = tuple(self.study.get_trials(deepcopy=False))
         codec = None if sfd is None else study_codec(sfd, self.study)
         if sfd is not None and codec is None:
             logger.warning(
@@ -149,10 +141,10 @@ class Log:
                 "as the tokens the study stores."
             )
         self.decoded = codec is not None
-        context = self.study.user_attrs.get(keys.CONTEXT_PARAMS) or {}
-        self.experiment_log: pd.DataFrame = experiment_log(
-            self.trials, codec or _StoredValues(), context
-        )
+        self.reader = StudyReader(self.study, codec)
+        self.record = self.reader.record
+        self.trials: tuple[FrozenTrial, ...] = self.reader.trials
+        self.experiment_log: pd.DataFrame = self.reader.experiment_log()
         self.param_names: list[str] = list(dict.fromkeys(k for t in self.trials for k in t.params))
         self.sfd = sfd
         self._data = data
@@ -171,8 +163,8 @@ class Log:
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"The 'n' parameter of Log.best must be an int >= 1. Got {n!r}.")
-        metric, direction = resolve_metric(self.study, metric, direction, "Log.best")
-        ranked = rank_rounds(self.trials, metric, direction)
+        metric, direction = self.reader.metric(metric, direction, "Log.best")
+        ranked = self.reader.rank(metric, direction)
         if not ranked:
             raise ValueError(
                 f"Study {self.study.study_name!r} has no completed round with a numeric "
@@ -311,7 +303,7 @@ class Log:
                     f"of experiment_log; columns: {list(log.columns)}."
                 )
         if sort_ascending is None:
-            sort_ascending = dict(objective_of(self.study)).get(key) == "minimize"
+            sort_ascending = dict(self.record.objective).get(key) == "minimize"
         features = _drop_columns(self._parameter_features(), cols_to_drop or ())
         frame = features.assign(
             __metric=pd.to_numeric(log[metric], errors="coerce"),
@@ -370,7 +362,7 @@ class Log:
             else:
                 states[trial.state.name] = states.get(trial.state.name, 0) + 1
         finished = [t for t in self.trials if is_finished_round(t)]
-        target = self.study.user_attrs.get(keys.N_PERMUTATIONS)
+        target = self.record.n_permutations
         times = [
             float(t.user_attrs[EXECUTION_TIME])
             for t in finished
@@ -452,22 +444,26 @@ class Log:
         self, metric: str | None, direction: str | None, owner: str
     ) -> tuple[optuna.Study, str]:
         """A single-objective study whose values are ``metric``: the study itself if it is."""
-        metric, direction = resolve_metric(self.study, metric, direction, owner)
-        if not rank_rounds(self.trials, metric, direction):
+        metric, direction = self.reader.metric(metric, direction, owner)
+        if not self.reader.rank(metric, direction):
             raise ValueError(
                 f"{owner}: study {self.study.study_name!r} has no completed round with a "
                 f"numeric {metric!r}: run the experiment first."
             )
-        objective = objective_of(self.study)
+        objective = self.record.objective
         if len(self.study.directions) == 1 and objective and objective[0] == (metric, direction):
             return self.study, metric
         cached = self._metric_studies.get((metric, direction))
         if cached is not None:
             return cached, metric
+        # In trial order, so the optimisation history reads as the study ran.
+        ranked = {r.number for r in self.reader.rank(metric, direction)}
         rounds = [
-            create_trial(params=t.params, distributions=t.distributions, value=value)
-            for t in self.trials
-            if t.state == TrialState.COMPLETE and (value := metric_value(t, metric)) is not None
+            create_trial(
+                params=r.trial.params, distributions=r.trial.distributions, value=r.metrics[metric]
+            )
+            for r in self.reader.rounds
+            if r.number in ranked
         ]
         storage = InMemoryStorage()
         name = f"{self.study.study_name}:{metric}"
@@ -493,15 +489,6 @@ class Log:
             for token in dict.fromkeys(tokens):
                 columns[f"{name}={token}"] = (tokens == token).astype(float)
         return pd.DataFrame(columns, index=log.index)
-
-
-class _StoredValues:
-    """Stands in for the codec when the SFD is unavailable: parameters as stored."""
-
-    def decode(self, stored: dict[str, Any]) -> dict[str, Any]:
-        return dict(stored)
-
-    decode_exact = decode
 
 
 def _missing(value: Any) -> bool:
