@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.storage import ATTEMPT_KEY
 from limen.experiment import study_keys as keys
-from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS, results_row, round_record
+from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS
 
 ROUND_ID = "id"
 EXECUTION_TIME = "execution_time"
@@ -72,31 +72,3 @@ def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
         row[ERROR_TYPE] = trial.user_attrs.get(ERROR_TYPE)
         row[ERROR_MESSAGE] = trial.user_attrs.get(ERROR_MESSAGE)
     return row
-
-
-def csv_row(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``results.csv`` row of a finished round, rebuilt from the study."""
-    failed = trial.state == TrialState.FAIL
-    return results_row(
-        round_id=trial.user_attrs.get(ROUND_ID),
-        number=trial.number,
-        state=trial.state.name,
-        execution_time=trial.user_attrs.get(EXECUTION_TIME),
-        metrics=metric_attrs(trial),
-        params={**trial.params, **context},
-        error_type=trial.user_attrs.get(ERROR_TYPE) if failed else None,
-        error_message=trial.user_attrs.get(ERROR_MESSAGE) if failed else None,
-        warnings=trial.user_attrs.get(WARNINGS),
-        convergence_warning=trial.user_attrs.get(CONVERGENCE_WARNING),
-    )
-
-
-def jsonl_record(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``round_data.jsonl`` record rebuilt from the study, marked ``"rebuilt": true``.
-
-    The study does not hold predictions, so ``preds`` is null; the mark tells a reader that
-    the line is not the one the round wrote.
-    """
-    params = {**trial.params, **context}
-    record_id = trial.user_attrs.get(ROUND_ID)
-    return round_record(record_id, trial.number, params, preds=None, rebuilt=True)

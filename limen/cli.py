@@ -709,7 +709,8 @@ def _best_table(log: Any, top: int, metric: str | None, direction: str | None) -
         return [f"Best rounds: {exc}"]
     params = [c for c in log.param_names if c in best.columns]
     table = best[["id", "_round_index", metric, *params]].copy()
-    table["id"] = table["id"].str[:12]
+    # A trial Limen did not write, off the parameter space, has no round id.
+    table["id"] = table["id"].map(lambda v: v[:12] if isinstance(v, str) else "(none)")
     table = table.rename(columns={"id": "round id", "_round_index": "trial"})
     table[params] = table[params].map(_readable)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
 from limen.adapters.artifacts import build_model_card, upload_round_artifacts
+from limen.adapters.distributions import DomainCodec
 from limen.adapters.pruners import RoundReporter, make_pruner
 from limen.adapters.rounds import ClaimedRound
 from limen.adapters.search import StudySearch
@@ -148,7 +149,8 @@ class RoundRunner:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
             attrs = self.storage.get_study_user_attrs(self.study_id)
             details = validate_resume(self.loop, plan, attrs)
-            details.update(self._settle_target(attrs.get(keys.N_PERMUTATIONS)))
+            stored_target = StudyRecord.from_attrs(attrs).n_permutations
+            details.update(self._settle_target(stored_target))
             self._audit("worker_start" if plan.follow_target else "resume", **details)
         else:
             self.study_id = create_study(
@@ -167,7 +169,9 @@ class RoundRunner:
         if plan.resume and not any(t.state == TrialState.RUNNING for t in trials):
             # With rounds running elsewhere, their rows may be on the way to the files: a
             # joining worker must not rewrite them.
-            reconcile_files(directory, trials, self.keys, plan.context_params, self._audit)
+            record = StudyRecord(objective=tuple(self.objective or ()))
+            rounds = read_rounds(trials, DomainCodec(plan.params), record)
+            reconcile_files(directory, rounds, self.keys, plan.context_params, self._audit)
         self.finished = trial_attrs.count_finished(trials)
         self.search = StudySearch(
             plan.strategy,
