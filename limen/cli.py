@@ -12,12 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from limen.experiment.identity import value_token
 from limen.experiment.study_record import StudyRecord
+
+if TYPE_CHECKING:
+    from limen.experiment.experiment_source import ExperimentSource
 
 EXIT_OK, EXIT_EXPERIMENT, EXIT_USAGE = 0, 1, 2
 BEST_SHOWN = 5
@@ -341,7 +344,7 @@ def _resolve(
     *,
     storage: str | None = None,
     read_only: bool = False,
-) -> Any:
+) -> ExperimentSource:
     """The experiment a command names (``resolve_experiment``); what cannot be found is a
     usage error naming the fix."""
     from limen.errors import LimenError
@@ -553,7 +556,7 @@ def command_product(args: argparse.Namespace) -> int:
         return EXIT_EXPERIMENT
 
 
-def _experiment(args: argparse.Namespace, *, read_only: bool = False) -> Any:
+def _experiment(args: argparse.Namespace, *, read_only: bool = False) -> ExperimentSource:
     """The experiment named by ``DIR|URL``, ``--storage`` and ``--study``; a URL given with
     ``--storage`` gives way to it."""
     if args.storage is not None and "://" in args.experiment:

@@ -137,6 +137,7 @@ def test_a_copied_experiment_resumes_into_its_own_study_db(experiment, tmp_path,
     assert _digest(original / "study.db") == before
     study = optuna.load_study(study_name=NAME, storage=_study_db(copy))
     assert len(study.trials) == N_ROUNDS + 2
+    assert json.loads((copy / "metadata.json").read_text())["storage"] == "sqlite:///study.db"
 
 
 def test_the_loop_resumes_a_copied_directory_into_its_own_study_db(experiment, tmp_path):
@@ -420,3 +421,10 @@ def test_a_directory_whose_study_is_on_a_server_resolves_with_the_url(
     assert len(Log(source).experiment_log) == 2
     assert len(Trainer(source).best(1)) == 1
     assert resolve_experiment(moved).storage_url == postgres_url
+
+
+def test_a_hidden_password_error_never_shows_another_password():
+    url = "postgresql+psycopg://me:s3cret@db.example/limen?password=***"
+    with pytest.raises(HiddenPasswordError) as error:
+        resolve_experiment(url, "x")
+    assert "s3cret" not in str(error.value)

@@ -256,8 +256,8 @@ def check_not_redacted(url: str, what: str = "the storage") -> None:
     """
     if is_redacted(url):
         raise HiddenPasswordError(
-            f"The storage of {what} is {url}, whose password is hidden (Limen never writes a "
-            "password to disk). Pass the storage URL itself with its password, e.g. "
+            f"The storage of {what} is {redact_url(url)}, whose password is hidden (Limen "
+            "never writes a password to disk). Pass the storage URL itself with its password, e.g. "
             "Trainer('postgresql+psycopg://user:PASSWORD@host/db', study_name='name') "
             "(CLI: --storage URL)."
         )

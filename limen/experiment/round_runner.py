@@ -218,7 +218,12 @@ class RoundRunner:
         if raised or not path.exists():
             document = metadata(self.loop, plan)
             if path.exists():
-                document = {**read_json(path), "n_permutations": plan.n_permutations}
+                # The storage too: a copied directory records its own study.db from now on.
+                document = {
+                    **read_json(path),
+                    "n_permutations": plan.n_permutations,
+                    "storage": document["storage"],
+                }
             write_json_atomic(path, document)
         return {"target_raised": [stored, plan.n_permutations]} if raised else {}
 
