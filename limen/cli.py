@@ -219,7 +219,7 @@ def command_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs must be >= 1. Got {args.jobs} instead.")
     if args.experiment_dir is not None:
         directory = Path(args.experiment_dir)
-        located = _resolve(directory, args.study, storage=args.storage)
+        located = _resolve(directory, args.study, storage=args.storage, read_only=True)
         url, name = located.storage_url, located.study_name
     elif args.storage is None or args.study is None:
         raise UsageError("Give the experiment DIR, or --storage URL and --study NAME.")
@@ -235,7 +235,7 @@ def command_worker(args: argparse.Namespace) -> int:
             f"No study {name!r} in {redact_url(url)}: create it first with `limen run ... "
             "--jobs 0` (or check --study and --storage)."
         )
-    attrs = _resolve(url, name).load_study().user_attrs
+    attrs = _study_attrs(_resolve(url, name, read_only=True))
     loop = UniversalExperimentLoop(
         sfd=_user_sfd(args, attrs),
         test_mode=StudyRecord.from_attrs(attrs).test_mode,
@@ -300,15 +300,20 @@ def command_resume(args: argparse.Namespace) -> int:
     from limen.experiment.experiment_core import UniversalExperimentLoop
 
     directory = Path(args.experiment_dir)
-    located = _resolve(directory, storage=args.storage)
+    # The look-up only reads; the loop opens the storage to write.
+    located = _resolve(directory, storage=args.storage, read_only=True)
     if not located.metadata:
         raise UsageError(
             f"{directory} holds no Limen experiment (no metadata.json). If a start-up there was "
             "interrupted, run the same `limen run` command again: it continues the study."
         )
-    attrs = located.load_study().user_attrs
+    attrs = _study_attrs(located)
     record = StudyRecord.from_attrs(attrs)
     target = args.n_permutations or record.n_permutations or located.metadata.get("n_permutations")
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise UsageError(
+            f"The study of {directory} records no target number of rounds: pass it with -n N."
+        )
     loop = UniversalExperimentLoop(
         sfd=_user_sfd(args, attrs),
         test_mode=record.test_mode,
@@ -317,7 +322,7 @@ def command_resume(args: argparse.Namespace) -> int:
     )
     loop.run(
         located.study_name,
-        n_permutations=int(target),
+        n_permutations=target,
         resume="force" if args.force else True,
         progress_bar=not args.no_progress,
     )
@@ -352,6 +357,16 @@ def _resolve(
 
     try:
         return resolve_experiment(source, study, storage=storage, read_only=read_only)
+    except LimenError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _study_attrs(source: ExperimentSource) -> dict[str, Any]:
+    """The user attrs of the study ``source`` names; a missing study is a usage error."""
+    from limen.errors import LimenError
+
+    try:
+        return source.load_study().user_attrs
     except LimenError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -586,7 +601,7 @@ def command_train(args: argparse.Namespace) -> int:
             "is only written signed with a secret key."
         )
     source = _experiment(args, read_only=True)
-    sfd = _user_sfd(args, source.load_study().user_attrs)
+    sfd = _user_sfd(args, _study_attrs(source))
     trainer = Trainer(source, sfd=sfd, force=args.force)
     ids = args.ids or trainer.best(args.best, args.metric, args.direction)
     for skipped in trainer.skipped:

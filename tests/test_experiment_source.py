@@ -428,3 +428,17 @@ def test_a_hidden_password_error_never_shows_another_password():
     with pytest.raises(HiddenPasswordError) as error:
         resolve_experiment(url, "x")
     assert "s3cret" not in str(error.value)
+
+
+def test_resume_of_a_directory_naming_a_missing_study_is_a_usage_error(
+    experiment, tmp_path, capsys
+):
+    directory = copy_experiment(experiment, tmp_path / "exp")
+    path = directory / "metadata.json"
+    metadata = json.loads(path.read_text())
+    path.write_text(json.dumps({**metadata, "study_name": "ghost", "experiment_name": "ghost"}))
+    before = _digest(directory / "study.db")
+
+    assert main(["resume", str(directory), "--no-progress"]) == EXIT_USAGE
+    assert "No study named 'ghost'" in capsys.readouterr().err
+    assert _digest(directory / "study.db") == before
