@@ -4,7 +4,8 @@ A ``Log`` is a snapshot of the study taken when it is created: build a new one t
 finished since. Reading a study never imports anything: parameter values are the readable
 tokens the study stores (``sklearn.preprocessing.StandardScaler``), unless the SFD is given
 (``sfd=``, or the loop that ran it) and its parameter space is the study's, in which case they
-are decoded to the real objects.
+are decoded to the real objects. Values are never snapped to the SFD's lists: a trial another
+client added shows what it holds, flagged in the ``foreign`` column (see ``study_reader``).
 """
 
 from __future__ import annotations
