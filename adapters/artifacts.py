@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
+from limen.experiment.study_record import StudyRecord
 from limen.utils.values import jsonable
 
 ARTIFACTS_DIR = "artifacts"
@@ -128,11 +129,12 @@ def study_note(study: optuna.Study, mutations: Sequence[str | Mapping[str, Any]]
     alone; ``mutations`` lists the domain changes made so far (text, or dicts of their fields).
     """
     attrs = study.user_attrs
+    record = StudyRecord.from_attrs(attrs)
     lines = [f"## Limen experiment `{study.study_name}`", ""]
-    lines += _overview(attrs)
+    lines += _overview(record)
     lines += ["", "### Parameter space", ""]
-    lines += _space_table(attrs.get(keys.CODEC) or {})
-    context = attrs.get(keys.CONTEXT_PARAMS) or {}
+    lines += _space_table(record.codec or {})
+    context = record.contexts
     if context:
         lines += ["", "### Context parameters (constant)", ""]
         lines += [f"- `{name}` = `{_cell(value)}`" for name, value in context.items()]
@@ -168,24 +170,20 @@ def _acceptance(summary: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _overview(attrs: Mapping[str, Any]) -> list[str]:
-    lines = [f"- **SFD**: `{attrs.get(keys.SFD_MODULE, 'unknown')}`"]
-    objective = attrs.get(keys.OBJECTIVE)
-    if objective:
-        goals = ", ".join(f"{direction} `{metric}`" for metric, direction in objective)
+def _overview(record: StudyRecord) -> list[str]:
+    lines = [f"- **SFD**: `{record.sfd_module or 'unknown'}`"]
+    if record.objective:
+        goals = ", ".join(f"{direction} `{metric}`" for metric, direction in record.objective)
         lines.append(f"- **Objective**: {goals}")
     else:
         lines.append("- **Objective**: the first numeric metric (none was set)")
-    strategy = attrs.get(keys.STRATEGY)
-    if strategy:
-        lines.append(f"- **Strategy**: `{json.dumps(strategy, sort_keys=True)}`")
-    target = attrs.get(keys.N_PERMUTATIONS)
-    if target is not None:
-        lines.append(f"- **Target**: {target} rounds")
-    version = attrs.get(keys.VERSION)
-    if version is not None:
-        test_mode = " (test mode)" if attrs.get(keys.TEST_MODE) else ""
-        lines.append(f"- **Limen**: {version}{test_mode}")
+    if record.strategy:
+        lines.append(f"- **Strategy**: `{json.dumps(record.strategy, sort_keys=True)}`")
+    if record.n_permutations is not None:
+        lines.append(f"- **Target**: {record.n_permutations} rounds")
+    if record.limen_version is not None:
+        test_mode = " (test mode)" if record.test_mode else ""
+        lines.append(f"- **Limen**: {record.limen_version}{test_mode}")
     return lines
 
 

@@ -15,7 +15,6 @@ edits something in the browser (a note, an upload), in short transactions like a
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import socket
@@ -33,16 +32,9 @@ from optuna.storages import RDBStorage
 from sqlalchemy.exc import SQLAlchemyError
 
 from limen.adapters.artifacts import artifact_dir as experiment_artifact_dir
-from limen.adapters.storage import (
-    SQLITE_BUSY_TIMEOUT_S,
-    STUDY_DB_NAME,
-    default_storage_url,
-    redact_url,
-    sqlite_path,
-    validate_storage_url,
-)
+from limen.adapters.storage import SQLITE_BUSY_TIMEOUT_S, redact_url, sqlite_path
 from limen.errors import LimenError
-from limen.experiment.records import METADATA_JSON
+from limen.experiment.experiment_source import checked_storage_url, directory_storage, read_metadata
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -77,18 +69,22 @@ def resolve_target(
 ) -> DashboardTarget:
     """Turn ``DIR|URL`` into a storage URL, a study name and an artifact folder.
 
-    A directory is an experiment directory: its ``study.db``, or the storage its
-    ``metadata.json`` names. A URL is any storage Limen writes to; an SQLite URL's folder doubles
-    as the experiment directory for artifacts. Raises ``DashboardError`` naming the fix.
+    A directory is an experiment directory, found as every command finds it
+    (``resolve_experiment``). A URL is any storage Limen writes to; an SQLite URL's folder
+    doubles as the experiment directory for artifacts. Raises ``DashboardError`` naming the fix.
     """
-    text = os.fspath(location)
-    if "://" in text:
-        url = _checked_url(text)
-        directory = _sqlite_dir(url)
-    else:
-        directory = Path(text)
-        url = _directory_storage(directory)
-    metadata = _read_metadata(directory) if directory is not None else {}
+    try:
+        text = os.fspath(location)
+        if "://" in text:
+            url = checked_storage_url(text)
+            directory = _sqlite_dir(url)
+            metadata: dict[str, Any] = {}
+        else:
+            directory = Path(text)
+            metadata = read_metadata(directory)
+            url = directory_storage(directory, metadata)
+    except (LimenError, TypeError) as exc:
+        raise DashboardError(str(exc)) from None
     if artifact_dir is not None:
         artifacts: Path | None = Path(artifact_dir)
         if not artifacts.is_dir():
@@ -183,55 +179,9 @@ def serve(
         server.server_close()
 
 
-def _checked_url(url: str) -> str:
-    try:
-        return validate_storage_url(url)
-    except (TypeError, ValueError) as exc:
-        raise DashboardError(str(exc)) from None
-
-
 def _sqlite_dir(url: str) -> Path | None:
     path = sqlite_path(url)
     return path.parent if path is not None else None
-
-
-def _directory_storage(directory: Path) -> str:
-    """The storage URL of the experiment in ``directory``."""
-    if not directory.exists():
-        raise DashboardError(
-            f"{directory} does not exist: give an experiment directory or a storage URL."
-        )
-    if not directory.is_dir():
-        raise DashboardError(
-            f"{directory} is not a directory: give the experiment directory that holds "
-            f"{STUDY_DB_NAME}, or a storage URL such as sqlite:///path/to/{STUDY_DB_NAME}."
-        )
-    if (directory / STUDY_DB_NAME).is_file():
-        return default_storage_url(directory)
-    stored = _read_metadata(directory).get("storage")
-    if not stored:
-        raise DashboardError(
-            f"{directory} holds no Limen study (no {STUDY_DB_NAME} and no {METADATA_JSON} naming "
-            "a storage). Run an experiment there first, or pass the study's storage URL."
-        )
-    if "***" in stored:
-        raise DashboardError(
-            f"The study of {directory} is in {stored}, whose password Limen never writes to "
-            "disk: pass the full storage URL instead of the directory (and --artifact-dir "
-            f"{experiment_artifact_dir(directory)} for its artifacts)."
-        )
-    return _checked_url(stored)
-
-
-def _read_metadata(directory: Path) -> dict[str, Any]:
-    path = directory / METADATA_JSON
-    if not path.is_file():
-        return {}
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DashboardError(f"{path} is not readable JSON ({exc}).") from None
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def _check_sqlite_has_study(path: Path) -> None:

@@ -234,11 +234,16 @@ def sqlite_synchronous_mode(option: str | None = None) -> str:
     return mode
 
 
-def open_storage(url: str, *, sqlite_synchronous: str | None = None) -> LimenStorage:
+def open_storage(
+    url: str, *, sqlite_synchronous: str | None = None, read_only: bool = False
+) -> LimenStorage:
     """Open (creating tables when needed) the storage at ``url``.
 
-    Errors never show the URL's password; for SQLite the database's folder is created.
+    Errors never show the URL's password; for SQLite the database's folder is created. With
+    ``read_only`` the storage must exist and nothing is written (see ``open_read_only``).
     """
+    if read_only:
+        return open_read_only(url)
     validate_storage_url(url)
     path = sqlite_path(url)
     if path is not None:
@@ -269,6 +274,44 @@ def open_storage(url: str, *, sqlite_synchronous: str | None = None) -> LimenSto
     raise _open_error(error, url)
 
 
+def open_read_only(url: str) -> LimenStorage:
+    """Open an existing storage to read it, writing nothing: no table creation, no schema
+    check, no journal or sync settings, and SQLite files opened through read-only connections.
+
+    Readers (``limen status``, ``limen export``) then work on a read-only experiment directory
+    and never change a study they only look at.
+    """
+    validate_storage_url(url)
+    engine_kwargs: dict[str, Any] = {}
+    path = sqlite_path(url)
+    if path is not None:
+        engine_kwargs["creator"] = functools.partial(_connect_sqlite_read_only, path)
+    try:
+        return LimenStorage(
+            url,
+            engine_kwargs,
+            read_only=True,
+            skip_table_creation=True,
+            skip_compatibility_check=True,
+        )
+    except SQLAlchemyError as exc:
+        raise _open_error(exc, url) from None
+
+
+def _connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
+    # Without a write-ahead log beside it the file is complete and is read as immutable, which
+    # needs no -shm file (none can be created in a read-only folder). With a log, a writer is
+    # active: read-only mode reads the log through the files that writer keeps.
+    wal = Path(f"{path}-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(
+        f"file:{path.resolve()}?{mode}",
+        uri=True,
+        timeout=SQLITE_BUSY_TIMEOUT_S,
+        check_same_thread=False,
+    )
+
+
 def _open_error(exc: SQLAlchemyError, url: str) -> StorageInternalError:
     """The error of a storage that cannot be opened, without the URL's password."""
     message = _scrub_secret(str(exc), url)
@@ -294,6 +337,8 @@ class LimenStorage(RDBStorage):
         engine_kwargs: Passed to ``sqlalchemy.create_engine``, as in ``RDBStorage``.
         sqlite_synchronous: SQLite ``synchronous`` level (default ``$LIMEN_SQLITE_SYNC`` or
             ``NORMAL``); ``FULL`` survives a power cut at the cost of an fsync per commit.
+        read_only: Leave the connections' journal and sync settings alone (a reader's storage,
+            see ``open_read_only``).
         **kwargs: Other ``RDBStorage`` arguments (heartbeat settings, ...).
     """
 
@@ -303,9 +348,11 @@ class LimenStorage(RDBStorage):
         engine_kwargs: dict[str, Any] | None = None,
         *,
         sqlite_synchronous: str | None = None,
+        read_only: bool = False,
         **kwargs: Any,
     ) -> None:
         validate_storage_url(url)
+        self._read_only = read_only
         self._sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
         engine_kwargs = dict(engine_kwargs or {})
         if not is_sqlite(url):
@@ -347,6 +394,9 @@ class LimenStorage(RDBStorage):
     def _tune_sqlite_connection(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        if self._read_only:
+            cursor.close()
+            return
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
         cursor.close()

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from limen.adapters.distributions import DomainCodec
 from limen.adapters.storage import ATTEMPT_KEY
 from limen.experiment import study_keys as keys
-from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS, results_row, round_record
+from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS
 
 ROUND_ID = "id"
 EXECUTION_TIME = "execution_time"
@@ -74,63 +72,3 @@ def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
         row[ERROR_TYPE] = trial.user_attrs.get(ERROR_TYPE)
         row[ERROR_MESSAGE] = trial.user_attrs.get(ERROR_MESSAGE)
     return row
-
-
-def csv_row(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``results.csv`` row of a finished round, rebuilt from the study."""
-    failed = trial.state == TrialState.FAIL
-    return results_row(
-        round_id=trial.user_attrs.get(ROUND_ID),
-        number=trial.number,
-        state=trial.state.name,
-        execution_time=trial.user_attrs.get(EXECUTION_TIME),
-        metrics=metric_attrs(trial),
-        params={**trial.params, **context},
-        error_type=trial.user_attrs.get(ERROR_TYPE) if failed else None,
-        error_message=trial.user_attrs.get(ERROR_MESSAGE) if failed else None,
-        warnings=trial.user_attrs.get(WARNINGS),
-        convergence_warning=trial.user_attrs.get(CONVERGENCE_WARNING),
-    )
-
-
-def jsonl_record(trial: FrozenTrial, context: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``round_data.jsonl`` record rebuilt from the study, marked ``"rebuilt": true``.
-
-    The study does not hold predictions, so ``preds`` is null; the mark tells a reader that
-    the line is not the one the round wrote.
-    """
-    params = {**trial.params, **context}
-    record_id = trial.user_attrs.get(ROUND_ID)
-    return round_record(record_id, trial.number, params, preds=None, rebuilt=True)
-
-
-def _decoded(trial: FrozenTrial, codec: DomainCodec) -> dict[str, Any]:
-    if not trial.params:
-        return {}
-    try:
-        return codec.decode_exact(trial.params)
-    except (ValueError, KeyError, TypeError):
-        return dict(trial.params)
-
-
-def experiment_log(
-    trials: Iterable[FrozenTrial], codec: DomainCodec, extra: Mapping[str, Any] | None = None
-) -> pd.DataFrame:
-    """The finished rounds of a study as a DataFrame with decoded (real) parameter values.
-
-    A trial whose values are not exactly the domain's (written by another client, or edited)
-    shows the values it stores, never a neighbour they would snap to.
-    """
-    rows, names = [], set()
-    for trial in trials:
-        if not is_finished_round(trial):
-            continue
-        params = {**_decoded(trial, codec), **(extra or {})}
-        names.update(params)
-        rows.append(round_row(trial, params))
-    frame = pd.DataFrame(rows)
-    for name in names:
-        # Parameter values keep their Python objects (None stays None, classes stay classes)
-        # instead of pandas' inference turning None into NaN in text columns.
-        frame[name] = pd.Series([row.get(name) for row in rows], dtype=object)
-    return frame

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
 from limen.errors import InvalidParameterError, LimenError
-from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
+from limen.experiment.study_record import StudyRecord
+
+if TYPE_CHECKING:
+    from limen.experiment.experiment_source import ExperimentSource
 
 EXIT_OK, EXIT_EXPERIMENT, EXIT_USAGE = 0, 1, 2
 BEST_SHOWN = 5
@@ -245,22 +247,20 @@ def _add_worker_args(parser: argparse.ArgumentParser) -> None:
 
 def command_worker(args: argparse.Namespace) -> int:
     """``limen worker DIR | --storage URL --study NAME``: one or more workers on a study."""
-    from limen.adapters.storage import default_storage_url, probe_study, redact_url
+    from limen.adapters.storage import probe_study, redact_url
     from limen.experiment.experiment_core import UniversalExperimentLoop
     from limen.experiment.run_plan import check_workers
 
     _check_flags(args, {"--jobs": ("jobs", 1)})
     if args.experiment_dir is not None:
         directory = Path(args.experiment_dir)
-        metadata = read_metadata(directory)
-        storage = args.storage or _stored_storage(metadata)
-        name = args.study or metadata["experiment_name"]
+        located = _resolve(directory, args.study, storage=args.storage, read_only=True)
+        url, name = located.storage_url, located.study_name
     elif args.storage is None or args.study is None:
         raise UsageError("Give the experiment DIR, or --storage URL and --study NAME.")
     else:
-        storage, name, directory = args.storage, args.study, Path("limen-runs") / args.study
+        url, name, directory = args.storage, args.study, Path("limen-runs") / args.study
     out = Path(args.worker_dir) if args.worker_dir else directory
-    url = storage or default_storage_url(directory)
     try:
         check_workers(args.jobs, url, allow_sqlite=args.force)
     except InvalidParameterError as exc:
@@ -270,10 +270,10 @@ def command_worker(args: argparse.Namespace) -> int:
             f"No study {name!r} in {redact_url(url)}: create it first with `limen run ... "
             "--jobs 0` (or check --study and --storage)."
         )
-    attrs = _study_attrs(url, name)
+    attrs = _study_attrs(_resolve(url, name, read_only=True))
     loop = UniversalExperimentLoop(
         sfd=_user_sfd(args, attrs),
-        test_mode=bool(attrs.get(keys.TEST_MODE, False)),
+        test_mode=StudyRecord.from_attrs(attrs).test_mode,
         experiment_dir=out,
         storage=url,
     )
@@ -327,17 +327,29 @@ def command_resume(args: argparse.Namespace) -> int:
 
     _check_flags(args, {"-n": ("n_permutations", 1)})
     directory = Path(args.experiment_dir)
-    metadata = read_metadata(directory)
-    storage = args.storage or _stored_storage(metadata)
+    # The look-up only reads; the loop opens the storage to write.
+    located = _resolve(directory, storage=args.storage, read_only=True)
+    if not located.metadata:
+        raise UsageError(
+            f"{directory} holds no Limen experiment (no metadata.json). If a start-up there was "
+            "interrupted, run the same `limen run` command again: it continues the study."
+        )
+    attrs = _study_attrs(located)
+    record = StudyRecord.from_attrs(attrs)
+    target = args.n_permutations or record.n_permutations or located.metadata.get("n_permutations")
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise UsageError(
+            f"The study of {directory} records no target number of rounds: pass it with -n N."
+        )
     loop = UniversalExperimentLoop(
-        sfd=_user_sfd(args, _study_attrs(storage or directory, metadata["experiment_name"])),
-        test_mode=bool(metadata.get("test_mode", False)),
+        sfd=_user_sfd(args, attrs),
+        test_mode=record.test_mode,
         experiment_dir=directory,
-        storage=storage,
+        storage=located.storage_url,
     )
     loop.run(
-        metadata["experiment_name"],
-        n_permutations=args.n_permutations or int(metadata["n_permutations"]),
+        located.study_name,
+        n_permutations=target,
         resume="force" if args.force else True,
         progress_bar=not args.no_progress,
     )
@@ -358,11 +370,23 @@ def _add_sfd_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _study_attrs(source: str | Path, study_name: str | None) -> dict[str, Any]:
-    """The user attributes of the study named on the command line."""
-    from limen.experiment.trainer.study_source import resolve_study_source
+def _resolve(
+    source: str | Path,
+    study: str | None = None,
+    *,
+    storage: str | None = None,
+    read_only: bool = False,
+) -> ExperimentSource:
+    """The experiment a command names (``resolve_experiment``); what cannot be found raises a
+    ``LimenError`` naming the fix, which ``main`` prints as one line."""
+    from limen.experiment.experiment_source import resolve_experiment
 
-    return resolve_study_source(source, study_name).load_study().user_attrs
+    return resolve_experiment(source, study, storage=storage, read_only=read_only)
+
+
+def _study_attrs(source: ExperimentSource) -> dict[str, Any]:
+    """The user attrs of the study ``source`` names (a missing study raises a ``LimenError``)."""
+    return source.load_study().user_attrs
 
 
 def _user_sfd(args: argparse.Namespace, attrs: dict[str, Any]) -> Any:
@@ -390,34 +414,6 @@ def command_dashboard(args: argparse.Namespace) -> int:
     target = resolve_target(args.location, study_name=args.study, artifact_dir=args.artifact_dir)
     serve(target, host=args.host, port=args.port, on_ready=announce)
     return EXIT_OK
-
-
-def read_metadata(directory: Path) -> dict[str, Any]:
-    """The experiment's ``metadata.json``, with a usage error when it is missing or broken."""
-    path = directory / "metadata.json"
-    if not path.is_file():
-        raise UsageError(
-            f"{directory} holds no Limen experiment (no metadata.json). If a start-up there was "
-            "interrupted, run the same `limen run` command again: it continues the study."
-        )
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc}); it cannot be resumed.") from exc
-    missing = [k for k in ("experiment_name", "n_permutations") if k not in metadata]
-    if missing:
-        raise UsageError(f"{path} lacks {missing}; it cannot be resumed.")
-    return metadata
-
-
-def _stored_storage(metadata: dict[str, Any]) -> str | None:
-    url = metadata.get("storage")
-    if url and "***" in url:
-        raise UsageError(
-            "The study's storage URL has a password, which Limen never writes to disk: pass it "
-            "again with --storage URL."
-        )
-    return url
 
 
 def report(loop: Any) -> None:
@@ -559,14 +555,12 @@ def _add_key_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _study_source(args: argparse.Namespace) -> tuple[str, str | None]:
-    """The experiment (directory or URL) and study name named by the command line."""
-    if args.storage is None:
-        return args.experiment, args.study
-    if args.study is None and "://" not in args.experiment:
-        metadata = read_metadata(Path(args.experiment))
-        return args.storage, metadata.get("study_name") or metadata["experiment_name"]
-    return args.storage, args.study
+def _experiment(args: argparse.Namespace, *, read_only: bool = False) -> ExperimentSource:
+    """The experiment named by ``DIR|URL``, ``--storage`` and ``--study``; a URL given with
+    ``--storage`` gives way to it."""
+    if args.storage is not None and "://" in args.experiment:
+        return _resolve(args.storage, args.study, read_only=read_only)
+    return _resolve(args.experiment, args.study, storage=args.storage, read_only=read_only)
 
 
 def _key(args: argparse.Namespace) -> str | None:
@@ -581,7 +575,6 @@ def _key(args: argparse.Namespace) -> str | None:
 def command_train(args: argparse.Namespace) -> int:
     """``limen train DIR --best N --out PATH``: rebuild, check, refit and save Sensors."""
     from limen.experiment.trainer import Trainer
-    from limen.experiment.trainer.study_source import objective_of
 
     _check_flags(args, {"--best": ("best", 1)})
     key = _key(args)
@@ -590,13 +583,15 @@ def command_train(args: argparse.Namespace) -> int:
             "--format pickle needs --key-env VAR: a pickle Sensor runs code when loaded, so it "
             "is only written signed with a secret key."
         )
-    source, study_name = _study_source(args)
-    sfd = _user_sfd(args, _study_attrs(source, study_name))
-    trainer = Trainer(source, study_name, sfd=sfd, force=args.force)
+    source = _experiment(args, read_only=True)
+    sfd = _user_sfd(args, _study_attrs(source))
+    trainer = Trainer(source, sfd=sfd, force=args.force)
     ids = args.ids or trainer.best(args.best, args.metric, args.direction)
+    for skipped in trainer.skipped:
+        print(f"Skipped {skipped.describe()}")
     sensors = trainer.train(ids, refit=not args.train_split_only)
     out = Path(args.out)
-    objective = objective_of(trainer.study)
+    objective = trainer.record.objective
     metric = args.metric or (objective[0][0] if objective else None)
     rows = []
     for rank, sensor in enumerate(sensors, start=1):
@@ -644,8 +639,8 @@ def command_status(args: argparse.Namespace) -> int:
     from limen.log import Log
 
     _check_flags(args, {"--top": ("top", 0)})
-    source, study_name = _study_source(args)
-    print(status_report(Log(source, study_name), args.top, args.metric, args.direction))
+    log = Log(_experiment(args, read_only=True))
+    print(status_report(log, args.top, args.metric, args.direction))
     return EXIT_OK
 
 
@@ -653,12 +648,11 @@ def status_report(
     log: Any, top: int = BEST_SHOWN, metric: str | None = None, direction: str | None = None
 ) -> str:
     """The text of ``limen status``: states, progress, rate, ETA and the best rounds."""
-    study = log.study
-    attrs = study.user_attrs
+    study, record = log.study, log.record
     progress = log.progress()
-    objective = ", ".join(f"{m} ({d})" for m, d in attrs.get(keys.OBJECTIVE) or []) or "none"
+    objective = ", ".join(f"{m} ({d})" for m, d in record.objective) or "none"
     lines = [
-        f"Study {study.study_name!r}  SFD {attrs.get(keys.SFD_MODULE)}  objective {objective}",
+        f"Study {study.study_name!r}  SFD {record.sfd_module}  objective {objective}",
         "",
         "Rounds by state:",
     ]
@@ -707,16 +701,15 @@ def _moment(moment: Any) -> str:
 
 
 def _best_table(log: Any, top: int, metric: str | None, direction: str | None) -> list[str]:
-    from limen.experiment.trainer.study_source import resolve_metric
-
     try:
-        metric, direction = resolve_metric(log.study, metric, direction, "limen status")
+        metric, direction = log.reader.metric(metric, direction, "limen status")
         best = log.best(top, metric, direction)
     except ValueError as exc:
         return [f"Best rounds: {exc}"]
     params = [c for c in log.param_names if c in best.columns]
     table = best[["id", "_round_index", metric, *params]].copy()
-    table["id"] = table["id"].str[:12]
+    # A trial Limen did not write, off the parameter space, has no round id.
+    table["id"] = table["id"].map(lambda v: v[:12] if isinstance(v, str) else "(none)")
     table = table.rename(columns={"id": "round id", "_round_index": "trial"})
     table[params] = table[params].map(_readable)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
@@ -748,8 +741,7 @@ def command_export(args: argparse.Namespace) -> int:
     """``limen export DIR --format csv|parquet``: the experiment log as a file."""
     from limen.log import Log
 
-    source, study_name = _study_source(args)
-    log = Log(source, study_name)
+    log = Log(_experiment(args, read_only=True))
     default = (log.directory or Path.cwd()) / f"experiment_log.{args.format}"
     path = log.export(args.out or default, args.format)
     print(f"{len(log.experiment_log)} rounds written to {path}")
@@ -788,8 +780,7 @@ def command_plot(args: argparse.Namespace) -> int:
     from limen.log import Log
 
     matplotlib.use("Agg")
-    source, study_name = _study_source(args)
-    written = Log(source, study_name).plot_all(args.out, args.metric, args.direction)
+    written = Log(_experiment(args, read_only=True)).plot_all(args.out, args.metric, args.direction)
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return EXIT_OK

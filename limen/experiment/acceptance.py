@@ -371,12 +371,12 @@ def _thresholds(directory: Path, acceptance: Mapping[str, float] | None) -> dict
 
 def _record_on_study(directory: Path, report: Mapping[str, Any]) -> None:
     """Store the verdict as the study attr ``limen:acceptance`` and refresh the study note."""
-    from limen.experiment.trainer.study_source import resolve_study_source
+    from limen.experiment.experiment_source import resolve_experiment
 
     if not (directory / "metadata.json").is_file():
         return
     try:
-        source = resolve_study_source(directory)
+        source = resolve_experiment(directory)
         study = source.load_study()
     except (FileNotFoundError, ValueError, KeyError) as exc:
         logger.info("Acceptance report not recorded on a study (%s).", exc)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from limen.errors import ExperimentNotFoundError, LimenError
 
-__all__ = ["ExperimentExistsError", "NothingToResumeError", "ResumeError"]
+__all__ = [
+    "ExperimentExistsError",
+    "HiddenPasswordError",
+    "MetadataError",
+    "NothingToResumeError",
+    "ResumeError",
+    "RoundNotFoundError",
+]
 
 
 class ExperimentExistsError(LimenError, FileExistsError):
@@ -26,3 +33,17 @@ class ResumeError(LimenError, RuntimeError):
 
     The message names what differs (parameter space, SFD, strategy) and how to proceed.
     """
+
+
+class HiddenPasswordError(LimenError, ValueError):
+    """A storage URL carries ``***`` where its password was: Limen never keeps a password, so
+    the user must pass the full URL (``--storage URL``, ``storage=...``)."""
+
+
+class MetadataError(LimenError, ValueError):
+    """An experiment directory's ``metadata.json`` cannot be read as an experiment record."""
+
+
+class RoundNotFoundError(LimenError, ValueError):
+    """A round asked for by id is not in the study, or has no id (a trial Limen did not write
+    whose values lie outside the parameter space)."""

@@ -64,7 +64,16 @@ def csv_cell(value: Any) -> Any:
 
 # Columns results.csv and experiment_log hold for every round: no parameter may take these names.
 RESERVED_COLUMNS = frozenset(
-    {"id", "_round_index", "state", "execution_time", "error_type", "error_message", "traceback"}
+    {
+        "id",
+        "_round_index",
+        "state",
+        "foreign",
+        "execution_time",
+        "error_type",
+        "error_message",
+        "traceback",
+    }
 )
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from limen.adapters import leases
 from limen.adapters import trials as trial_attrs
 from limen.adapters.artifacts import build_model_card, upload_round_artifacts
+from limen.adapters.distributions import DomainCodec
 from limen.adapters.pruners import RoundReporter, make_pruner
 from limen.adapters.rounds import ClaimedRound
 from limen.adapters.search import StudySearch
@@ -53,6 +54,8 @@ from limen.experiment.round_results import param_tokens, scalar_metrics
 from limen.experiment.round_warnings import RoundWarnings, write_convergence_report
 from limen.experiment.run_plan import RunPlan
 from limen.experiment.search_strategy import SearchStrategy
+from limen.experiment.study_reader import StoredRound, experiment_log, read_rounds
+from limen.experiment.study_record import StudyRecord
 from limen.experiment.study_setup import (
     RECREATE,
     TAKE_OVER,
@@ -146,7 +149,8 @@ class RoundRunner:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
             attrs = self.storage.get_study_user_attrs(self.study_id)
             details = validate_resume(self.loop, plan, attrs)
-            details.update(self._settle_target(attrs.get(keys.N_PERMUTATIONS)))
+            stored_target = StudyRecord.from_attrs(attrs).n_permutations
+            details.update(self._settle_target(stored_target))
             self._audit("worker_start" if plan.follow_target else "resume", **details)
         else:
             self.study_id = create_study(
@@ -165,7 +169,9 @@ class RoundRunner:
         if plan.resume and not any(t.state == TrialState.RUNNING for t in trials):
             # With rounds running elsewhere, their rows may be on the way to the files: a
             # joining worker must not rewrite them.
-            reconcile_files(directory, trials, self.keys, plan.context_params, self._audit)
+            record = StudyRecord(objective=tuple(self.objective or ()))
+            rounds = read_rounds(trials, DomainCodec(plan.params), record)
+            reconcile_files(directory, rounds, self.keys, plan.context_params, self._audit)
         self.finished = trial_attrs.count_finished(trials)
         self.search = StudySearch(
             plan.strategy,
@@ -212,7 +218,12 @@ class RoundRunner:
         if raised or not path.exists():
             document = metadata(self.loop, plan)
             if path.exists():
-                document = {**read_json(path), "n_permutations": plan.n_permutations}
+                # The storage too: a copied directory records its own study.db from now on.
+                document = {
+                    **read_json(path),
+                    "n_permutations": plan.n_permutations,
+                    "storage": document["storage"],
+                }
             write_json_atomic(path, document)
         return {"target_raised": [stored, plan.n_permutations]} if raised else {}
 
@@ -245,7 +256,7 @@ class RoundRunner:
         elif not self.feedback.should_trigger(self.finished):
             return
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        log = trial_attrs.experiment_log(trials, self.search.codec)
+        log = experiment_log(read_rounds(trials, self.search.codec))
         applied = self.feedback.trigger(log, self.loop.msq, self.finished)
         if applied:
             self.search.save(changed=True)
@@ -635,10 +646,11 @@ class RoundRunner:
         study = optuna.load_study(study_name=self.plan.experiment_name, storage=self.storage)
         self.loop.study = study
         self.loop.results_dir = self.plan.experiment_dir
-        trials = study.get_trials(deepcopy=False)
-        log = trial_attrs.experiment_log(trials, self.search.codec, self.plan.context_params)
+        record = StudyRecord(objective=tuple(self.objective or ()))
+        rounds = read_rounds(study.get_trials(deepcopy=False), self.search.codec, record)
+        log = experiment_log(rounds, self.plan.context_params)
         self.loop.experiment_log = log
-        self.loop.best_round = self._best_round(study, trials)
+        self.loop.best_round = self._best_round(study, rounds)
         self.loop.exhausted = self.exhausted
         self.loop.interrupted = self.interrupted
         logger.info(
@@ -650,16 +662,16 @@ class RoundRunner:
         )
 
     def _best_round(
-        self, study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial]
+        self, study: optuna.Study, rounds: Sequence[StoredRound]
     ) -> dict[str, Any] | None:
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        complete = [r for r in rounds if r.trial.state == TrialState.COMPLETE]
         if not complete or not self.objective:
             return None
         sign = 1 if study.directions[0] == StudyDirection.MAXIMIZE else -1
-        best = max(complete, key=lambda t: sign * t.values[0])
+        best = max(complete, key=lambda r: sign * r.trial.values[0])
         return {
-            "id": best.user_attrs.get(trial_attrs.ROUND_ID),
+            "id": best.round_id,
             "_round_index": best.number,
-            "values": dict(zip([m for m, _ in self.objective], best.values, strict=False)),
-            "params": self.search.codec.decode(best.params),
+            "values": dict(zip([m for m, _ in self.objective], best.trial.values, strict=False)),
+            "params": best.params,
         }

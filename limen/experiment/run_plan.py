@@ -17,8 +17,9 @@ import numpy as np
 
 from limen.adapters.storage import default_storage_url, is_sqlite
 from limen.errors import InvalidParameterError
+from limen.experiment.experiment_source import directory_storage, read_metadata
 from limen.experiment.param_domain import ParamDomain, Range, same_value
-from limen.experiment.records import RESERVED_COLUMNS
+from limen.experiment.records import METADATA_JSON, RESERVED_COLUMNS
 from limen.experiment.search_strategy import SearchStrategy, make_strategy
 from limen.sfd.loader import SFDLoadError
 from limen.utils.validation import (
@@ -169,7 +170,11 @@ def plan_run(loop: Any, **kw: Any) -> RunPlan:
         )
     experiment_dir = loop.experiment_dir or Path("limen-runs") / name
     objective = loop._objective or getattr(loop.manifest, "objective", None)
-    storage_url = loop.storage_url or default_storage_url(experiment_dir)
+    storage_url = (
+        loop.storage_url
+        or _recorded_storage(experiment_dir, kw["resume"])
+        or default_storage_url(experiment_dir)
+    )
     check_workers(n_jobs, storage_url, allow_sqlite=kw.get("allow_sqlite_workers", False))
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**31)
@@ -201,6 +206,14 @@ def plan_run(loop: Any, **kw: Any) -> RunPlan:
         # Started as one of several workers (``work``, or forked by ``n_jobs > 1``).
         fleet=bool(kw.get("worker")) or n_jobs > 1,
     )
+
+
+def _recorded_storage(experiment_dir: Path, resume: bool | str) -> str | None:
+    """On resume, the storage the experiment directory records (its own ``study.db`` when it
+    was moved or copied); None when the directory records no experiment."""
+    if not resume or not (experiment_dir / METADATA_JSON).is_file():
+        return None
+    return directory_storage(experiment_dir, read_metadata(experiment_dir))
 
 
 def check_workers(n_jobs: int, storage_url: str, *, allow_sqlite: bool) -> None:

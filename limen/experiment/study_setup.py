@@ -34,6 +34,7 @@ from limen.adapters.storage import LimenStorage, StudyProbe, probe_study, redact
 from limen.experiment import study_keys as keys
 from limen.experiment.checkpoint_manager import check_resume
 from limen.experiment.errors import ExperimentExistsError, NothingToResumeError, ResumeError
+from limen.experiment.experiment_source import recorded_storage
 from limen.experiment.identity import data_fingerprint, source_hash, space_hash, value_token
 from limen.experiment.records import (
     METADATA_JSON,
@@ -44,6 +45,7 @@ from limen.experiment.records import (
 from limen.experiment.reducer import make_reducers
 from limen.experiment.reducer.registry import reducer_config
 from limen.experiment.run_plan import RunPlan, make_run_strategy
+from limen.experiment.study_record import StudyRecord
 from limen.sfd.loader import check_source
 
 DEFAULT_FEEDBACK_INTERVAL = 100
@@ -63,7 +65,7 @@ def existing_study(plan: RunPlan) -> str:
 def _study_state(probe: StudyProbe) -> str:
     if not probe.exists:
         return "absent"
-    if probe.n_trials == 0 and keys.SPACE_HASH not in probe.user_attrs:
+    if probe.n_trials == 0 and not StudyRecord.from_attrs(probe.user_attrs).is_limen:
         return "unfinished"
     return "present"
 
@@ -122,11 +124,11 @@ def _holds_rows(path: Path) -> bool:
 
 def _identity(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """What makes a study this experiment's, as ``{name: (stored, this run's)}``."""
-    record = attrs.get(keys.STRATEGY) or {"name": "grid"}
+    record = StudyRecord.from_attrs(attrs)
     return {
-        "parameter space": (attrs.get(keys.SPACE_HASH), space_hash(plan.params)),
-        "SFD": (attrs.get(keys.SFD_MODULE), loop.sfd_name),
-        "strategy": (record.get("name", "grid"), strategy_record(plan)["name"]),
+        "parameter space": (record.space_hash, space_hash(plan.params)),
+        "SFD": (record.sfd_module, loop.sfd_name),
+        "strategy": (record.strategy_name, strategy_record(plan)["name"]),
     }
 
 
@@ -158,16 +160,16 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
         ResumeError: the study is not Limen's, or differs and ``resume`` is not ``"force"``.
         SFDSourceMismatchError: the SFD's source file is not the one the study recorded.
     """
-    if keys.SPACE_HASH not in attrs:
+    stored_record = StudyRecord.from_attrs(attrs)
+    if not stored_record.is_limen:
         raise ResumeError(
             f"Study {plan.experiment_name!r} was not created by Limen (it has no "
             f"{keys.SPACE_HASH} attribute), so it cannot be resumed. Start a new experiment."
         )
     check_source(loop.sfd, attrs, force=plan.resume == "force")
-    record = attrs.get(keys.STRATEGY) or {"name": "grid"}
-    stored_objective = attrs.get(keys.OBJECTIVE)
-    if stored_objective is not None:
-        plan.objective = [tuple(pair) for pair in stored_objective]
+    record = dict(stored_record.strategy or {"name": "grid"})
+    if stored_record.objective:
+        plan.objective = list(stored_record.objective)
     config = loop._strategy_config
     if config is None:
         if record.get("name") in ("sampler", "custom"):
@@ -185,9 +187,9 @@ def validate_resume(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[
     plan.strategy = make_run_strategy(
         loop, config, plan.params, plan.objective, seed=plan.seed, shuffle=plan.random_search
     )
-    if loop._pruner is None and attrs.get(keys.PRUNER) is not None:
-        loop._pruner = attrs[keys.PRUNER]
-    restore_feedback_config(loop, attrs.get(keys.FEEDBACK))
+    if loop._pruner is None and stored_record.pruner is not None:
+        loop._pruner = stored_record.pruner
+    restore_feedback_config(loop, stored_record.feedback)
     identity = _identity(loop, plan, attrs)
     stored = {name: pair[0] for name, pair in identity.items()}
     current = {name: pair[1] for name, pair in identity.items()}
@@ -258,22 +260,21 @@ def write_metadata(loop: Any, plan: RunPlan) -> None:
 
 def study_attrs(loop: Any, plan: RunPlan) -> dict[str, Any]:
     """What the study records about its experiment (resume and the readers need it)."""
-    objective = plan.objective
-    return {
-        keys.SFD_MODULE: loop.sfd_name,
-        keys.SFD_SOURCE_HASH: source_hash(loop.sfd),
-        keys.DATA_FINGERPRINT: data_fingerprint(loop.data),
-        keys.VERSION: __version__,
-        keys.SPACE_HASH: space_hash(plan.params),
-        keys.STRATEGY: strategy_record(plan),
-        keys.PRUNER: pruner_config(loop._pruner),
-        keys.OBJECTIVE: [list(pair) for pair in objective] if objective else None,
-        keys.CODEC: DomainCodec(plan.params).describe(),
-        keys.CONTEXT_PARAMS: {k: value_token(v) for k, v in plan.context_params.items()},
-        keys.N_PERMUTATIONS: plan.n_permutations,
-        keys.TEST_MODE: loop.test_mode,
-        keys.FEEDBACK: feedback_record(loop),
-    }
+    return StudyRecord(
+        sfd_module=loop.sfd_name,
+        sfd_source_hash=source_hash(loop.sfd),
+        data_fingerprint=data_fingerprint(loop.data),
+        limen_version=__version__,
+        space_hash=space_hash(plan.params),
+        strategy=strategy_record(plan),
+        pruner=pruner_config(loop._pruner),
+        objective=tuple((str(m), str(d)) for m, d in plan.objective or ()),
+        codec=DomainCodec(plan.params).describe(),
+        context_params={k: value_token(v) for k, v in plan.context_params.items()},
+        n_permutations=plan.n_permutations,
+        test_mode=loop.test_mode,
+        feedback=feedback_record(loop),
+    ).to_attrs()
 
 
 def metadata(loop: Any, plan: RunPlan) -> dict[str, Any]:
@@ -283,7 +284,7 @@ def metadata(loop: Any, plan: RunPlan) -> dict[str, Any]:
         "experiment_name": plan.experiment_name,
         "study_name": plan.experiment_name,
         "sfd_module": loop.sfd_name,
-        "storage": redact_url(plan.storage_url),
+        "storage": recorded_storage(plan.storage_url, plan.experiment_dir),
         "limen_version": __version__,
         "optuna_version": optuna.__version__,
         "created_at": datetime.now(UTC).isoformat(),

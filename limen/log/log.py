@@ -4,7 +4,8 @@ A ``Log`` is a snapshot of the study taken when it is created: build a new one t
 finished since. Reading a study never imports anything: parameter values are the readable
 tokens the study stores (``sklearn.preprocessing.StandardScaler``), unless the SFD is given
 (``sfd=``, or the loop that ran it) and its parameter space is the study's, in which case they
-are decoded to the real objects.
+are decoded to the real objects. Values are never snapped to the SFD's lists: a trial another
+client added shows what it holds, flagged in the ``foreign`` column (see ``study_reader``).
 """
 
 from __future__ import annotations
@@ -28,19 +29,12 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import select
 
 from limen.adapters.leases import OWNER
-from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
+from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, is_finished_round
 from limen.errors import InvalidParameterError, MissingDependencyError, NoRoundsError
-from limen.experiment import study_keys as keys
+from limen.experiment.experiment_source import ExperimentSource, resolve_experiment
 from limen.experiment.identity import value_token
 from limen.experiment.round_warnings import convergence_report
-from limen.experiment.trainer.study_source import (
-    metric_value,
-    objective_of,
-    rank_rounds,
-    resolve_metric,
-    resolve_study_source,
-    study_codec,
-)
+from limen.experiment.study_reader import StudyReader, study_codec
 from limen.log import trading
 from limen.log.plots import PLOT_KINDS, write_plot
 from limen.metrics.correlation import bootstrap_correlations, rowwise_correlation
@@ -62,6 +56,8 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 def _loop_or_path(value: Any) -> bool:
     if hasattr(value, "study") and hasattr(value, "sfd"):
         return True
+    if isinstance(value, ExperimentSource):
+        return True
     return isinstance(value, os.PathLike) or (isinstance(value, str) and bool(value.strip()))
 
 
@@ -70,7 +66,8 @@ LOG_CONSTRAINTS: dict[str, list[Any]] = {
     "source": [
         Predicate(
             _loop_or_path,
-            "a UniversalExperimentLoop that ran, an experiment directory or a storage URL",
+            "a UniversalExperimentLoop that ran, an experiment directory, a storage URL or "
+            "an ExperimentSource",
         )
     ],
     "study_name": [InstanceOf(str, "a str"), None],
@@ -143,7 +140,7 @@ class Log:
 
     def __init__(
         self,
-        source: UniversalExperimentLoop | str | os.PathLike[str],
+        source: UniversalExperimentLoop | str | os.PathLike[str] | ExperimentSource,
         study_name: str | None = None,
         *,
         sfd: Any = None,
@@ -165,10 +162,9 @@ class Log:
             sfd = source.sfd if sfd is None else sfd
             data = source.data if data is None else data
         else:
-            located = resolve_study_source(source, study_name)
+            located = resolve_experiment(source, study_name, read_only=True)
             self.study = located.load_study()
             self.directory = located.directory
-        self.trials: tuple[FrozenTrial, ...] = tuple(self.study.get_trials(deepcopy=False))
         codec = None if sfd is None else study_codec(sfd, self.study)
         if sfd is not None and codec is None:
             logger.warning(
@@ -176,10 +172,10 @@ class Log:
                 "as the tokens the study stores."
             )
         self.decoded = codec is not None
-        context = self.study.user_attrs.get(keys.CONTEXT_PARAMS) or {}
-        self.experiment_log: pd.DataFrame = experiment_log(
-            self.trials, codec or _StoredValues(), context
-        )
+        self.reader = StudyReader(self.study, codec)
+        self.record = self.reader.record
+        self.trials: tuple[FrozenTrial, ...] = self.reader.trials
+        self.experiment_log: pd.DataFrame = self.reader.experiment_log()
         self.param_names: list[str] = list(dict.fromkeys(k for t in self.trials for k in t.params))
         self.sfd = sfd
         self._data = data
@@ -197,8 +193,8 @@ class Log:
         a metric that is not an objective.
         """
         validate_params({"n": [Interval(int, 1, None)]}, {"n": n}, "Log.best")
-        metric, direction = resolve_metric(self.study, metric, direction, "Log.best")
-        ranked = rank_rounds(self.trials, metric, direction)
+        metric, direction = self.reader.metric(metric, direction, "Log.best")
+        ranked = self.reader.rank(metric, direction)
         if not ranked:
             raise NoRoundsError(
                 f"Study {self.study.study_name!r} has no completed round with a numeric "
@@ -334,7 +330,7 @@ class Log:
                     f"of experiment_log; columns: {list(log.columns)}."
                 )
         if sort_ascending is None:
-            sort_ascending = dict(objective_of(self.study)).get(key) == "minimize"
+            sort_ascending = dict(self.record.objective).get(key) == "minimize"
         features = _drop_columns(self._parameter_features(), cols_to_drop or ())
         frame = features.assign(
             __metric=pd.to_numeric(log[metric], errors="coerce"),
@@ -393,7 +389,7 @@ class Log:
             else:
                 states[trial.state.name] = states.get(trial.state.name, 0) + 1
         finished = [t for t in self.trials if is_finished_round(t)]
-        target = self.study.user_attrs.get(keys.N_PERMUTATIONS)
+        target = self.record.n_permutations
         times = [
             float(t.user_attrs[EXECUTION_TIME])
             for t in finished
@@ -475,22 +471,26 @@ class Log:
         self, metric: str | None, direction: str | None, owner: str
     ) -> tuple[optuna.Study, str]:
         """A single-objective study whose values are ``metric``: the study itself if it is."""
-        metric, direction = resolve_metric(self.study, metric, direction, owner)
-        if not rank_rounds(self.trials, metric, direction):
+        metric, direction = self.reader.metric(metric, direction, owner)
+        if not self.reader.rank(metric, direction):
             raise NoRoundsError(
                 f"{owner}: study {self.study.study_name!r} has no completed round with a "
                 f"numeric {metric!r}: run the experiment first."
             )
-        objective = objective_of(self.study)
+        objective = self.record.objective
         if len(self.study.directions) == 1 and objective and objective[0] == (metric, direction):
             return self.study, metric
         cached = self._metric_studies.get((metric, direction))
         if cached is not None:
             return cached, metric
+        # In trial order, so the optimisation history reads as the study ran.
+        ranked = {r.number for r in self.reader.rank(metric, direction)}
         rounds = [
-            create_trial(params=t.params, distributions=t.distributions, value=value)
-            for t in self.trials
-            if t.state == TrialState.COMPLETE and (value := metric_value(t, metric)) is not None
+            create_trial(
+                params=r.trial.params, distributions=r.trial.distributions, value=r.metrics[metric]
+            )
+            for r in self.reader.rounds
+            if r.number in ranked
         ]
         storage = InMemoryStorage()
         name = f"{self.study.study_name}:{metric}"
@@ -516,15 +516,6 @@ class Log:
             for token in dict.fromkeys(tokens):
                 columns[f"{name}={token}"] = (tokens == token).astype(float)
         return pd.DataFrame(columns, index=log.index)
-
-
-class _StoredValues:
-    """Stands in for the codec when the SFD is unavailable: parameters as stored."""
-
-    def decode(self, stored: dict[str, Any]) -> dict[str, Any]:
-        return dict(stored)
-
-    decode_exact = decode
 
 
 def _missing(value: Any) -> bool:

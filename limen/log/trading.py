@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from limen.experiment import study_keys as keys
 from limen.experiment.backtest import DEFAULT_COST_BPS, backtest, forward_returns
 from limen.experiment.records import ROUND_DATA_JSONL, read_jsonl
 from limen.experiment.walk_forward import FOLDS_KEY
@@ -225,8 +224,7 @@ def _raw_data(log: Log) -> pd.DataFrame:
                 "Trading outcomes need the raw klines: pass them as Log(..., data=...) (or the "
                 "manifest SFD as sfd=...)."
             )
-        test_mode = bool(log.study.user_attrs.get(keys.TEST_MODE))
-        if test_mode and manifest.test_data_source_config is not None:
+        if log.record.test_mode and manifest.test_data_source_config is not None:
             log._data = manifest.fetch_test_data()
         else:
             log._data = manifest.fetch_data()
@@ -259,5 +257,5 @@ def _actuals(log: Log, round_index: int, n_rows: int) -> np.ndarray:
 
 
 def _param_columns(log: Log, columns: Sequence[str]) -> list[str]:
-    context = log.study.user_attrs.get(keys.CONTEXT_PARAMS) or {}
+    context = log.record.contexts
     return [name for name in [*log.param_names, *context] if name in columns]

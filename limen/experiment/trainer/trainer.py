@@ -24,25 +24,16 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.distributions import DomainCodec
-from limen.adapters.trials import (
-    ERROR_MESSAGE,
-    ERROR_TYPE,
-    ROUND_ID,
-    is_finished_round,
-    metric_attrs,
-)
+from limen.adapters.trials import ERROR_MESSAGE, ERROR_TYPE, is_finished_round
 from limen.errors import InvalidParameterError, NoRoundsError
-from limen.experiment import study_keys as keys
+from limen.experiment.errors import RoundNotFoundError
+from limen.experiment.experiment_source import ExperimentSource, resolve_experiment
 from limen.experiment.identity import data_fingerprint, round_id, source_hash, space_hash
 from limen.experiment.manifest_core import DATETIME_COLUMN, Manifest
+from limen.experiment.study_reader import StoredRound, StudyReader
+from limen.experiment.study_record import StudyRecord
 from limen.experiment.trainer.errors import MetricMismatch, ReconstructionError, TrainerError
 from limen.experiment.trainer.sensor import Sensor, library_versions
-from limen.experiment.trainer.study_source import (
-    StudySource,
-    rank_rounds,
-    resolve_metric,
-    resolve_study_source,
-)
 from limen.sfd.loader import check_source, recorded_sfd
 from limen.utils.validation import InstanceOf, Interval, Predicate, StrOptions, validate_params
 from limen.utils.values import is_number
@@ -56,7 +47,7 @@ REFIT_SPLIT = (1, 0, 0)
 
 #: What each parameter of ``Trainer()`` accepts.
 TRAINER_CONSTRAINTS: dict[str, list[Any]] = {
-    "experiment_dir_or_storage": ["path"],
+    "experiment_dir_or_storage": ["path", ExperimentSource],
     "study_name": [InstanceOf(str, "a str"), None],
     "data": [InstanceOf(pd.DataFrame, "a pandas DataFrame of raw bars"), None],
     "sfd": [Predicate(lambda v: callable(getattr(v, "params", None)), "an SFD module"), None],
@@ -92,7 +83,7 @@ class Trainer:
 
     def __init__(
         self,
-        experiment_dir_or_storage: str | os.PathLike[str],
+        experiment_dir_or_storage: str | os.PathLike[str] | ExperimentSource,
         study_name: str | None = None,
         data: pd.DataFrame | None = None,
         *,
@@ -112,15 +103,18 @@ class Trainer:
             },
             "Trainer",
         )
-        self.source: StudySource = resolve_study_source(experiment_dir_or_storage, study_name)
+        self.source: ExperimentSource = resolve_experiment(
+            experiment_dir_or_storage, study_name, read_only=True
+        )
         self.study: optuna.Study = self.source.load_study()
         attrs = self.study.user_attrs
-        self.sfd_module: str | None = attrs.get(keys.SFD_MODULE)
+        self.record = StudyRecord.from_attrs(attrs)
+        self.sfd_module: str | None = self.record.sfd_module
         if sfd is None:
             if not self.sfd_module:
-                raise InvalidParameterError(
-                    f"Study {self.study.study_name!r} was not created by Limen (it has no "
-                    f"{keys.SFD_MODULE} attribute): pass the SFD with sfd=..."
+                raise ValueError(
+                    f"Study {self.study.study_name!r} was not created by Limen (it records no "
+                    "SFD module): pass the SFD with sfd=..."
                 )
             sfd = recorded_sfd(attrs, force=force)
         else:
@@ -128,8 +122,12 @@ class Trainer:
         self.sfd = sfd
         self.manifest = _manifest_of(sfd)
         self.codec = DomainCodec(sfd.params())
-        stored_context = attrs.get(keys.CONTEXT_PARAMS) or {}
-        self.context_params = dict(stored_context if context_params is None else context_params)
+        self.reader = StudyReader(self.study, self.codec)
+        self.context_params = dict(
+            self.record.contexts if context_params is None else context_params
+        )
+        #: The rounds the last ``best()`` passed over, each with the reason (``describe()``).
+        self.skipped: list[StoredRound] = []
         self._data = data
         self._data_fingerprint: str | None = None
 
@@ -137,8 +135,7 @@ class Trainer:
     def data(self) -> pd.DataFrame:
         """The raw data the rounds are rebuilt on (fetched once from the manifest if needed)."""
         if self._data is None:
-            test_mode = bool(self.study.user_attrs.get(keys.TEST_MODE))
-            if test_mode and self.manifest.test_data_source_config is not None:
+            if self.record.test_mode and self.manifest.test_data_source_config is not None:
                 self._data = self.manifest.fetch_test_data()
             elif self.manifest.data_source_config is not None:
                 self._data = self.manifest.fetch_data()
@@ -176,6 +173,10 @@ class Trainer:
             by: ``'deflated_sharpe'`` ranks walk-forward rounds by their Deflated Sharpe Ratio
                 from the experiment's ``acceptance_report.json`` (``limen accept DIR``).
 
+        A round without a round id (a trial Limen did not write, whose parameters lie outside
+        the parameter space) cannot be rebuilt: it is passed over with a warning naming it and
+        why, and kept in ``self.skipped``.
+
         Raises:
             ValueError: the study has no completed round with a finite value of ``metric``, or
                 ``by='deflated_sharpe'`` and no acceptance report exists.
@@ -187,18 +188,25 @@ class Trainer:
         )
         if by is not None:
             return self._best_by_report(n, by, metric)
-        metric, direction = resolve_metric(self.study, metric, direction, "Trainer.best")
-        trials = self.study.get_trials(deepcopy=False)
-        ranked = rank_rounds(trials, metric, direction)
+        metric, direction = self.reader.metric(metric, direction, "Trainer.best")
+        ranked = self.reader.rank(metric, direction)
         if not ranked:
             raise NoRoundsError(
                 f"Study {self.study.study_name!r} has no completed round with a numeric "
-                f"{metric!r} ({_state_counts(trials)}): run the experiment first "
+                f"{metric!r} ({_state_counts(self.reader.trials)}): run the experiment first "
                 "(UniversalExperimentLoop.run, or `limen run` / `limen resume`)."
             )
-        if len(ranked) < n:
-            logger.warning("Only %d completed rounds are ranked by %r.", len(ranked), metric)
-        return [trial.user_attrs[ROUND_ID] for trial in ranked[:n]]
+        chosen: list[StoredRound] = []
+        self.skipped = []
+        for stored in ranked:
+            if len(chosen) == n:
+                break
+            (chosen if stored.round_id is not None else self.skipped).append(stored)
+        for stored in self.skipped:
+            logger.warning("Trainer.best skips %s It cannot be rebuilt.", stored.describe())
+        if len(chosen) < n:
+            logger.warning("Only %d completed rounds are ranked by %r.", len(chosen), metric)
+        return [stored.round_id for stored in chosen]
 
     def _best_by_report(self, n: int, by: str, metric: str | None) -> list[str]:
         """Round ids ranked by the acceptance report's Deflated Sharpe Ratio, best first."""
@@ -256,48 +264,54 @@ class Trainer:
             raise InvalidParameterError(
                 "The 'round_ids' parameter of Trainer.train is empty: pass ids."
             )
-        stored = self.study.get_trials(deepcopy=False)
-        trials = [self._find(rid, stored) for rid in ids]
-        rebuilt = [self._reproduce(trial) for trial in trials]
+        found = [self._find(rid) for rid in ids]
+        rebuilt = [self._reproduce(stored) for stored in found]
         return [
-            self._sensor(trial, params, refit, model, fitted)
-            for trial, (params, model, fitted) in zip(trials, rebuilt, strict=True)
+            self._sensor(stored, params, refit, model, fitted)
+            for stored, (params, model, fitted) in zip(found, rebuilt, strict=True)
         ]
 
-    def _find(self, rid: Any, trials: Sequence[FrozenTrial]) -> FrozenTrial:
+    def _find(self, rid: Any) -> StoredRound:
         if not isinstance(rid, str) or len(rid) < MIN_ID_PREFIX:
             raise InvalidParameterError(
                 f"A round id must be a str of at least {MIN_ID_PREFIX} characters. Got {rid!r}; "
                 "take ids from Trainer.best(n) or the 'id' column of results.csv."
             )
-        matches = [t for t in trials if str(t.user_attrs.get(ROUND_ID, "")).startswith(rid.lower())]
-        complete = {t.user_attrs[ROUND_ID]: t for t in matches if t.state == TrialState.COMPLETE}
+        rounds = self.reader.rounds
+        matches = [r for r in rounds if r.round_id and r.round_id.startswith(rid.lower())]
+        complete = {r.round_id: r for r in matches if r.trial.state == TrialState.COMPLETE}
         if len(complete) == 1:
             return next(iter(complete.values()))
         if len(complete) > 1:
-            raise InvalidParameterError(
+            raise RoundNotFoundError(
                 f"The round id prefix {rid!r} matches {len(complete)} rounds of study "
                 f"{self.study.study_name!r}; give more characters."
             )
-        finished = [t for t in matches if is_finished_round(t)]
+        finished = [r.trial for r in matches if is_finished_round(r.trial)]
         if finished:
             trial = finished[-1]
             error = trial.user_attrs.get(ERROR_TYPE)
             detail = f": {error}: {trial.user_attrs.get(ERROR_MESSAGE)}" if error else ""
-            raise InvalidParameterError(
+            raise RoundNotFoundError(
                 f"Round {rid} (trial {trial.number}) ended {trial.state.name}{detail}. Only "
                 "completed rounds can be trained; pick another with Trainer.best(n)."
             )
-        n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        raise InvalidParameterError(
+        n_complete = sum(r.trial.state == TrialState.COMPLETE for r in rounds)
+        unidentified = self.reader.unidentified()
+        note = ""
+        if unidentified:
+            note = " Trials without a round id cannot be trained: " + "; ".join(
+                r.describe() for r in unidentified
+            )
+        raise RoundNotFoundError(
             f"Round id {rid!r} is not a round of study {self.study.study_name!r} in "
             f"{self.source.storage_label} ({n_complete} completed rounds). Take ids from "
-            "Trainer.best(n) or the 'id' column of results.csv."
+            f"Trainer.best(n) or the 'id' column of results.csv.{note}"
         )
 
-    def round_params(self, trial: FrozenTrial) -> dict[str, Any]:
+    def round_params(self, stored: StoredRound) -> dict[str, Any]:
         """The real parameter values of a stored round (plus the context parameters)."""
-        rid = trial.user_attrs[ROUND_ID]
+        trial, rid = stored.trial, stored.round_id
         try:
             params = self.codec.decode(trial.params)
         except (KeyError, ValueError) as exc:
@@ -314,10 +328,10 @@ class Trainer:
             )
         return {**params, **self.context_params}
 
-    def _reproduce(self, trial: FrozenTrial) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    def _reproduce(self, stored: StoredRound) -> tuple[dict[str, Any], Any, dict[str, Any]]:
         """Pass 1: re-run prep + model and compare the metrics; the params, model, fitted."""
-        params = self.round_params(trial)
-        rid = trial.user_attrs[ROUND_ID]
+        params = self.round_params(stored)
+        trial, rid = stored.trial, stored.round_id
         try:
             data_dict = self.manifest.prepare_data(self.data, params)
             results = self.manifest.run_model(data_dict, params)
@@ -325,7 +339,7 @@ class Trainer:
             exc.add_note(f"Raised while rebuilding round {rid} (trial {trial.number}).")
             raise
         stochastic = self.manifest.stochastic
-        mismatches = compare_metrics(metric_attrs(trial), results, stochastic=stochastic)
+        mismatches = compare_metrics(stored.metrics, results, stochastic=stochastic)
         if mismatches:
             raise ReconstructionError(rid, trial.number, mismatches, self._causes(stochastic))
         if self._sfd_edited():
@@ -336,7 +350,7 @@ class Trainer:
 
     def _sensor(
         self,
-        trial: FrozenTrial,
+        stored: StoredRound,
         params: dict[str, Any],
         refit: bool,
         model: Any,
@@ -363,23 +377,22 @@ class Trainer:
             model=model,
             fitted_params=fitted,
             round_params=params,
-            round_id=trial.user_attrs[ROUND_ID],
-            metrics=metric_attrs(trial),
-            provenance=self._provenance(trial, refit, n_rows),
+            round_id=stored.round_id,
+            metrics=dict(stored.metrics),
+            provenance=self._provenance(stored, refit, n_rows),
         )
 
     # ------------------------------------------------------------------------ diagnosis
 
     def _sfd_edited(self) -> bool:
-        stored = self.study.user_attrs.get(keys.SFD_SOURCE_HASH)
+        stored = self.record.sfd_source_hash
         current = source_hash(self.sfd)
         return bool(stored and current and stored != current)
 
     def _causes(self, stochastic: bool) -> list[str]:
         """Why a round may not reproduce: the causes detected first, then the possible ones."""
-        attrs = self.study.user_attrs
         detected, possible = [], []
-        stored_hash = attrs.get(keys.SFD_SOURCE_HASH)
+        stored_hash = self.record.sfd_source_hash
         if self._sfd_edited():
             detected.append(
                 f"the SFD was edited since the run: {_source_path(self.sfd)} has SHA-256 "
@@ -389,9 +402,9 @@ class Trainer:
             )
         elif stored_hash is None:
             possible.append("the SFD was edited since the run (the study recorded no source hash)")
-        if space_hash(self.sfd.params()) != attrs.get(keys.SPACE_HASH):
+        if space_hash(self.sfd.params()) != self.record.space_hash:
             detected.append("the SFD's params() changed since the run (parameter-space hash)")
-        stored_data = attrs.get(keys.DATA_FINGERPRINT)
+        stored_data = self.record.data_fingerprint
         if stored_data and stored_data != self.data_fingerprint:
             detected.append(
                 "the data differ from the run's (data fingerprint): pass the data the "
@@ -418,18 +431,18 @@ class Trainer:
             f"possible: {cause}" for cause in possible
         ]
 
-    def _provenance(self, trial: FrozenTrial, refit: bool, n_rows: int | None) -> dict[str, Any]:
-        data = self.data
+    def _provenance(self, stored: StoredRound, refit: bool, n_rows: int | None) -> dict[str, Any]:
+        trial, data = stored.trial, self.data
         times = data[DATETIME_COLUMN] if DATETIME_COLUMN in data.columns else None
         return {
             "sfd_module": self.sfd_module or getattr(self.sfd, "__name__", None),
             "sfd_source_hash": source_hash(self.sfd),
-            "sfd_source_hash_at_run": self.study.user_attrs.get(keys.SFD_SOURCE_HASH),
+            "sfd_source_hash_at_run": self.record.sfd_source_hash,
             "study_name": self.study.study_name,
             "storage": self.source.storage_label,
             "trial_number": trial.number,
-            "round_id": trial.user_attrs[ROUND_ID],
-            "objective": self.study.user_attrs.get(keys.OBJECTIVE),
+            "round_id": stored.round_id,
+            "objective": [list(pair) for pair in self.record.objective] or None,
             "trained_on": "all data, split (1, 0, 0)" if refit else "the run's train split",
             "training_rows": n_rows,
             "data_fingerprint": self.data_fingerprint,
