@@ -22,12 +22,11 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import InMemoryStorage
-from optuna.storages._rdb.models import TrialHeartbeatModel
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from sqlalchemy import select
 
 from limen.adapters.leases import OWNER
+from limen.adapters.storage import limen_storage_of
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, experiment_log, is_finished_round
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
@@ -405,17 +404,12 @@ class Log:
 
     def _heartbeats(self) -> dict[int, datetime]:
         """The lease heartbeat of each RUNNING trial, by trial id (an RDB storage only)."""
-        running = [t._trial_id for t in self.trials if t.state == TrialState.RUNNING]
-        storage = self.study._storage
-        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
-        if not running or engine is None:
+        running = {t._trial_id for t in self.trials if t.state == TrialState.RUNNING}
+        storage = limen_storage_of(self.study._storage)
+        if not running or storage is None:
             return {}
-        beats = TrialHeartbeatModel
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(beats.trial_id, beats.heartbeat).where(beats.trial_id.in_(running))
-            ).all()
-        return {int(trial_id): beat for trial_id, beat in rows}
+        beats = storage.heartbeats(self.study._study_id)
+        return {trial_id: beat for trial_id, beat in beats.items() if trial_id in running}
 
     # --------------------------------------------------------------------------- plots
 

@@ -50,19 +50,10 @@ Secrets: a password in a storage URL never appears in reprs, logs or error messa
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
-import os
-import random
-import sqlite3
-import time
-import uuid
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from optuna.distributions import (
@@ -72,80 +63,68 @@ from optuna.distributions import (
     json_to_distribution,
 )
 from optuna.exceptions import DuplicatedStudyError, StorageInternalError, UpdateFinishedTrialError
-from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import (
-    ColumnElement,
-    Table,
-    and_,
-    bindparam,
-    case,
-    create_engine,
-    event,
-    func,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, ExceptionContext, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy import and_, event, or_
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import Executable
 
+from limen.adapters.storage.engine import (
+    backend_of,
+    engine_options,
+    sqlite_synchronous_mode,
+    tune_sqlite_connection,
+)
+from limen.adapters.storage.errors import TargetReached
+from limen.adapters.storage.frozen_trials import read_trials
+from limen.adapters.storage.optuna_internals import (
+    MAX_INDEXED_STRING_LENGTH,
+    NOT_FOUND_MSG,
+    TRIALS,
+    unwrap_storage,
+)
+from limen.adapters.storage.retries import (
+    log_replaced_connection,
+    run_read,
+    run_retrying,
+    run_transaction,
+)
+from limen.adapters.storage.rows import (
+    NewTrial,
+    Param,
+    Row,
+    attr_rows,
+    intermediate_rows,
+    param_rows,
+    round_trip,
+    running_trial,
+    utc_naive,
+    value_rows,
+)
+from limen.adapters.storage.statements import (
+    ATTEMPT_KEY,
+    TRIAL_CHILDREN,
+    Statements,
+    open_rounds_statement,
+    statements,
+)
+from limen.adapters.storage.urls import redact_url, sqlite_path, validate_storage_url
 from limen.experiment import study_keys as keys
 
-STUDY_DB_NAME = "study.db"
-SQLITE_BUSY_TIMEOUT_S = 60
-SQLITE_SYNC_ENV = "LIMEN_SQLITE_SYNC"
-SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-SEQUENCE_ATTR_PREFIX = keys.SEQUENCE_PREFIX
-SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+__all__ = [
+    "SEQUENCE_ATTR_PREFIX",
+    "LimenStorage",
+    "RoundSpec",
+    "limen_storage_of",
+]
 
-MAX_ATTEMPTS = 8
-_BACKOFF_BASE_S = 0.02
-_BACKOFF_CAP_S = 2.0
-# How a failed statement can be retried: its transaction was rolled back (run it again), or the
-# connection was lost (run it again on a new one, unless the loss came during the commit).
-_ROLLED_BACK = "rolled back"
-_LOST = "connection lost"
-# PostgreSQL SQLSTATEs and MySQL/MariaDB error numbers after which the transaction was rolled
-# back and can simply be run again.
-_PG_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-_MYSQL_RETRY_ERRNOS = frozenset({1205, 1213})
-_SQLITE_RETRY_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
-# Lost connections: PostgreSQL's class 08 and the server ending the session (administrator
-# command, crash, start-up); MySQL/MariaDB's killed connection, gone away, lost, broken pipe.
-_PG_CONNECTION_CLASS = "08"
-_PG_SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
-_MYSQL_LOST_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
-# Connections per worker process: the loop's thread and the lease thread, plus a little slack
-# under load, so many workers fit in one server's connection limit.
-POOL_SIZE = 2
-POOL_OVERFLOW = 3
+SEQUENCE_ATTR_PREFIX = keys.SEQUENCE_PREFIX
 # Above this many unfinished trial ids, a cached read asks for a range instead of an IN list
 # (SQLite and the drivers cap the number of bound parameters).
 _MAX_LISTED_TRIAL_IDS = 500
-
-_STUDIES: Table = models.StudyModel.__table__
-_STUDY_SYSTEM_ATTRS: Table = models.StudySystemAttributeModel.__table__
-_TRIALS: Table = models.TrialModel.__table__
-_TRIAL_PARAMS: Table = models.TrialParamModel.__table__
-_TRIAL_VALUES: Table = models.TrialValueModel.__table__
-_TRIAL_INTERMEDIATE: Table = models.TrialIntermediateValueModel.__table__
-_TRIAL_USER_ATTRS: Table = models.TrialUserAttributeModel.__table__
-_TRIAL_SYSTEM_ATTRS: Table = models.TrialSystemAttributeModel.__table__
-_TRIAL_HEARTBEATS: Table = models.TrialHeartbeatModel.__table__
-
-# Per-trial tables written in rounds, with the columns that are unique together with trial_id.
-_TRIAL_CHILDREN: dict[str, tuple[Table, tuple[str, ...]]] = {
-    "user_attrs": (_TRIAL_USER_ATTRS, ("key",)),
-    "system_attrs": (_TRIAL_SYSTEM_ATTRS, ("key",)),
-    "values": (_TRIAL_VALUES, ("objective",)),
-    "intermediate_values": (_TRIAL_INTERMEDIATE, ("step",)),
-}
 
 # A new round: its parameters (internal representation), their distributions, the trial's user
 # attrs, and optionally its system attrs.
@@ -157,125 +136,13 @@ RoundSpec = (
 )
 
 _T = TypeVar("_T")
-# A parameter about to be stored: name, internal representation, distribution.
-_Param = tuple[str, float, BaseDistribution]
-_Row = dict[str, Any]
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("limen.adapters.storage")
 
 
-def default_storage_url(experiment_dir: str | os.PathLike[str]) -> str:
-    """The embedded default: ``sqlite:///<experiment_dir>/study.db``."""
-    return f"sqlite:///{Path(experiment_dir).resolve() / STUDY_DB_NAME}"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (userinfo or query) replaced by ``***``, safe to show."""
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return "<unparseable storage URL>"
-    secret_keys = [key for key in parsed.query if "password" in key.lower() or key == "passwd"]
-    if secret_keys:
-        parsed = parsed.update_query_dict(dict.fromkeys(secret_keys, "***"))
-    elif parsed.password is None:
-        return url
-    return parsed.render_as_string(hide_password=True)
-
-
-def is_sqlite(url: str) -> bool:
-    """Whether ``url`` names an SQLite database."""
-    return make_url(url).get_backend_name() == "sqlite"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of an SQLite ``url`` (None for other backends or in-memory)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
-def validate_storage_url(url: Any) -> str:
-    """Check that ``url`` is a SQLAlchemy URL of a database Limen stores studies in."""
-    if not isinstance(url, str) or not url:
-        raise TypeError(
-            "The 'storage' parameter must be a SQLAlchemy URL string such as "
-            f"'sqlite:///study.db' or 'postgresql+psycopg://user@host/db'. Got {url!r} instead."
-        )
-    try:
-        backend = make_url(url).get_backend_name()
-    except Exception:
-        raise ValueError(
-            f"The 'storage' parameter is not a valid SQLAlchemy URL: {redact_url(url)!r}. "
-            "Use e.g. 'sqlite:///study.db' or 'postgresql+psycopg://user@host/db'."
-        ) from None
-    if backend not in SUPPORTED_BACKENDS:
-        raise ValueError(
-            "The 'storage' parameter must name an SQLite, PostgreSQL or MySQL/MariaDB database. "
-            f"Got {redact_url(url)!r} instead."
-        )
-    if backend == "sqlite" and make_url(url).database in (None, "", ":memory:"):
-        raise ValueError(
-            f"The 'storage' parameter {url!r} is an in-memory SQLite database, which keeps "
-            "nothing after the process ends: give a file, e.g. 'sqlite:///study.db', or leave "
-            "storage unset for <experiment_dir>/study.db."
-        )
-    return url
-
-
-def sqlite_synchronous_mode(option: str | None = None) -> str:
-    """The SQLite ``synchronous`` level: ``option``, else ``$LIMEN_SQLITE_SYNC``, else NORMAL."""
-    mode = (option or os.environ.get(SQLITE_SYNC_ENV) or "NORMAL").strip().upper()
-    if mode not in SQLITE_SYNC_MODES:
-        raise ValueError(
-            f"The SQLite synchronous mode must be one of {', '.join(SQLITE_SYNC_MODES)} "
-            f"(option 'sqlite_synchronous' or ${SQLITE_SYNC_ENV}). Got {mode!r} instead."
-        )
-    return mode
-
-
-def open_storage(url: str, *, sqlite_synchronous: str | None = None) -> LimenStorage:
-    """Open (creating tables when needed) the storage at ``url``.
-
-    Errors never show the URL's password; for SQLite the database's folder is created.
-    """
-    validate_storage_url(url)
-    path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            storage = LimenStorage(url, sqlite_synchronous=sqlite_synchronous)
-        except DBAPIError as exc:
-            if _failure_kind(exc) is None or attempt == MAX_ATTEMPTS:
-                error = exc
-                break
-            _pause_before_retry(f"opening the storage {redact_url(url)}", exc, attempt)
-        except StorageInternalError as exc:
-            # Optuna's schema check reports a broken connection this way.
-            cause = exc.__cause__
-            if not isinstance(cause, DBAPIError) or _failure_kind(cause) is None:
-                raise
-            if attempt == MAX_ATTEMPTS:
-                error = cause
-                break
-            _pause_before_retry(f"opening the storage {redact_url(url)}", cause, attempt)
-        except SQLAlchemyError as exc:
-            error = exc
-            break
-        else:
-            _logger.debug("Opened the storage %s.", redact_url(url))
-            return storage
-    raise _open_error(error, url)
-
-
-def _open_error(exc: SQLAlchemyError, url: str) -> StorageInternalError:
-    """The error of a storage that cannot be opened, without the URL's password."""
-    message = _scrub_secret(str(exc), url)
-    error = StorageInternalError(f"Cannot open the storage {redact_url(url)}: {message}")
-    error.__cause__ = None if message != str(exc) else exc
-    error.__suppress_context__ = True
-    return error
+def limen_storage_of(storage: BaseStorage) -> LimenStorage | None:
+    """The ``LimenStorage`` behind ``storage`` (a study's, maybe cached), or None for another."""
+    backend = unwrap_storage(storage)
+    return backend if isinstance(backend, LimenStorage) else None
 
 
 class LimenStorage(RDBStorage):
@@ -307,19 +174,8 @@ class LimenStorage(RDBStorage):
     ) -> None:
         validate_storage_url(url)
         self._sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
-        engine_kwargs = dict(engine_kwargs or {})
-        if not is_sqlite(url):
-            # Checked on checkout, a connection the server dropped is replaced before use.
-            engine_kwargs.setdefault("pool_pre_ping", True)
-            engine_kwargs.setdefault("pool_size", POOL_SIZE)
-            engine_kwargs.setdefault("max_overflow", POOL_OVERFLOW)
-        if sqlite_path(url) is not None:
-            connect_args = engine_kwargs["connect_args"] = dict(
-                engine_kwargs.get("connect_args", {})
-            )
-            connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
-        super().__init__(url, engine_kwargs=engine_kwargs, **kwargs)
-        self._backend = _backend_of(self.engine)
+        super().__init__(url, engine_kwargs=engine_options(url, engine_kwargs), **kwargs)
+        self._backend = backend_of(self.engine)
         # (study_id, parameter name) -> a distribution the study has committed for that name.
         self._distributions: dict[tuple[int, str], BaseDistribution] = {}
         self._install_listeners()
@@ -337,7 +193,7 @@ class LimenStorage(RDBStorage):
         self._install_listeners()
 
     def _install_listeners(self) -> None:
-        event.listen(self.engine, "handle_error", _log_replaced_connection)
+        event.listen(self.engine, "handle_error", log_replaced_connection)
         if sqlite_path(self.url) is None:
             return
         event.listen(self.engine, "connect", self._tune_sqlite_connection)
@@ -345,11 +201,7 @@ class LimenStorage(RDBStorage):
         self.engine.dispose()
 
     def _tune_sqlite_connection(self, dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
-        cursor.close()
+        tune_sqlite_connection(dbapi_connection, self._sqlite_synchronous)
 
     # ----------------------------------------------------------------------------------------
     # Round-sized writes of the Limen loop.
@@ -369,7 +221,7 @@ class LimenStorage(RDBStorage):
         Returns ``(trial_id, number)``.
         """
         return self._insert_new_trial(
-            study_id, _running_trial(params, distributions, user_attrs, system_attrs)
+            study_id, running_trial(params, distributions, user_attrs, system_attrs)
         )
 
     def finish_trial(
@@ -388,13 +240,13 @@ class LimenStorage(RDBStorage):
         """
         if not state.is_finished():
             raise ValueError(f"finish_trial needs a finished state. Got {state!r} instead.")
-        user_rows = _attr_rows(user_attrs)
-        value_rows = _value_rows(values)
+        user_rows = attr_rows(user_attrs)
+        values_to_store = value_rows(values)
 
         def work(conn: Connection) -> None:
             _updatable_trial(conn, self._sql.lock_trial, trial_id)
             self._upsert(conn, "user_attrs", trial_id, user_rows)
-            self._upsert(conn, "values", trial_id, value_rows)
+            self._upsert(conn, "values", trial_id, values_to_store)
             self._set_state(conn, trial_id, state)
 
         def landed(conn: Connection) -> tuple[bool, None]:
@@ -450,7 +302,7 @@ class LimenStorage(RDBStorage):
             ``((trial_id, number) or None, [(trial_id, round id or None), ...])``: the new
             trial, or None for a duplicate; and the trials created since ``after_trial_id``.
         """
-        new = _running_trial(*spec)
+        new = running_trial(*spec)
 
         def work(conn: Connection) -> tuple[tuple[int, int] | None, list[tuple[int, str | None]]]:
             _lock_study(conn, self._sql, study_id)
@@ -519,7 +371,7 @@ class LimenStorage(RDBStorage):
             ``(True, None)`` when started; ``(False, None)`` when the trial is no longer WAITING
             (another worker took it); ``(False, number)`` when trial ``number`` holds the round.
         """
-        user_rows, system_rows = _attr_rows(user_attrs), _attr_rows(system_attrs)
+        user_rows, system_rows = attr_rows(user_attrs), attr_rows(system_attrs)
         rid_json = json.dumps(user_attrs[id_key])
 
         def work(conn: Connection) -> tuple[bool, int | None]:
@@ -542,7 +394,7 @@ class LimenStorage(RDBStorage):
                 return False, int(holder.number)
             if params and conn.execute(self._sql.has_params, {"tid": trial_id}).first() is None:
                 self._check_distributions(conn, study_id, params)
-                conn.execute(self._sql.insert_params, _param_rows(trial_id, params))
+                conn.execute(self._sql.insert_params, param_rows(trial_id, params))
             self._upsert(conn, "user_attrs", trial_id, user_rows)
             self._upsert(conn, "system_attrs", trial_id, system_rows)
             self._set_state(conn, trial_id, TrialState.RUNNING)
@@ -564,14 +416,14 @@ class LimenStorage(RDBStorage):
         """
         if limit is None:
             return
-        row = conn.execute(_open_rounds_statement(), {"sid": study_id, "attempt": ATTEMPT_KEY})
+        row = conn.execute(open_rounds_statement(), {"sid": study_id, "attempt": ATTEMPT_KEY})
         finished, running = (int(v or 0) for v in row.one())
         if finished + running >= limit:
             raise TargetReached(finished, running, limit)
 
     def end_waiting_trial(self, trial_id: int, user_attrs: Mapping[str, Any]) -> bool:
         """End a WAITING trial as FAIL with ``user_attrs`` (its reason); False if not WAITING."""
-        user_rows = _attr_rows(user_attrs)
+        user_rows = attr_rows(user_attrs)
 
         def work(conn: Connection) -> bool:
             row = conn.execute(self._sql.lock_trial, {"tid": trial_id}).first()
@@ -601,18 +453,9 @@ class LimenStorage(RDBStorage):
         a numeric range keeps every stored value valid under the new distribution, and the
         study stays one space for samplers, plain Optuna and optuna-dashboard.
         """
-        statement = (
-            update(_TRIAL_PARAMS)
-            .where(
-                _TRIAL_PARAMS.c.param_name == name,
-                _TRIAL_PARAMS.c.trial_id.in_(
-                    select(_TRIALS.c.trial_id).where(_TRIALS.c.study_id == study_id)
-                ),
-            )
-            .values(distribution_json=distribution_to_json(distribution))
-        )
+        where = {"sid": study_id, "name": name, "dist_json": distribution_to_json(distribution)}
         self._transaction(
-            lambda conn: conn.execute(statement),
+            lambda conn: conn.execute(self._sql.widen_distribution, where),
             f"widening the distribution of {name!r}",
             idempotent=True,
         )
@@ -632,7 +475,7 @@ class LimenStorage(RDBStorage):
         # point for both the plain and the cached path.
         template = template_trial
         if template is None:
-            new = _NewTrial(state=TrialState.RUNNING, start=datetime.now())
+            new = NewTrial(state=TrialState.RUNNING, start=datetime.now())
         else:
             # RDBStorage's rule: several objectives come from ``values``, one from ``value``.
             if template.values is not None and len(template.values) > 1:
@@ -640,7 +483,7 @@ class LimenStorage(RDBStorage):
             else:
                 values = None if template.value is None else [template.value]
             dists = template.distributions
-            new = _NewTrial(
+            new = NewTrial(
                 state=template.state,
                 start=template.datetime_start,
                 complete=template.datetime_complete,
@@ -648,10 +491,10 @@ class LimenStorage(RDBStorage):
                     (name, dists[name].to_internal_repr(value), dists[name])
                     for name, value in template.params.items()
                 ],
-                user_attrs=_attr_rows(template.user_attrs),
-                system_attrs=_attr_rows(template.system_attrs),
-                values=_value_rows(values),
-                intermediate_values=_intermediate_rows(template.intermediate_values),
+                user_attrs=attr_rows(template.user_attrs),
+                system_attrs=attr_rows(template.system_attrs),
+                values=value_rows(values),
+                intermediate_values=intermediate_rows(template.intermediate_values),
             )
         trial_id, number = self._insert_new_trial(study_id, new)
         if template is None:
@@ -660,7 +503,7 @@ class LimenStorage(RDBStorage):
                 state=new.state,
                 value=None,
                 values=None,
-                datetime_start=_round_trip(new.start),
+                datetime_start=round_trip(new.start),
                 datetime_complete=None,
                 params={},
                 distributions={},
@@ -671,7 +514,7 @@ class LimenStorage(RDBStorage):
             )
         frozen = copy.deepcopy(template)
         frozen.number = number
-        frozen.datetime_start = _round_trip(new.start)
+        frozen.datetime_start = round_trip(new.start)
         frozen._trial_id = trial_id
         return frozen
 
@@ -693,7 +536,7 @@ class LimenStorage(RDBStorage):
                 check_distribution_compatibility(previous_distribution, distribution)
             else:
                 self._check_distributions(conn, study_id, params)
-            conn.execute(self._sql.insert_params, _param_rows(trial_id, params))
+            conn.execute(self._sql.insert_params, param_rows(trial_id, params))
             return study_id
 
         try:
@@ -709,11 +552,11 @@ class LimenStorage(RDBStorage):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        value_rows = _value_rows(values)
+        values_to_store = value_rows(values)
 
         def work(conn: Connection) -> bool:
             current = _updatable_trial(conn, self._sql.lock_trial, trial_id).state
-            self._upsert(conn, "values", trial_id, value_rows)
+            self._upsert(conn, "values", trial_id, values_to_store)
             # RDBStorage quirk kept on purpose: the values are stored even when the change to
             # RUNNING is refused (the trial was not WAITING, e.g. another worker took it).
             if state == TrialState.RUNNING and current != TrialState.WAITING:
@@ -735,14 +578,14 @@ class LimenStorage(RDBStorage):
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
         self._set_trial_child(
-            "intermediate_values", trial_id, _intermediate_rows({step: intermediate_value})
+            "intermediate_values", trial_id, intermediate_rows({step: intermediate_value})
         )
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._set_trial_child("user_attrs", trial_id, _attr_rows({key: value}))
+        self._set_trial_child("user_attrs", trial_id, attr_rows({key: value}))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._set_trial_child("system_attrs", trial_id, _attr_rows({key: value}))
+        self._set_trial_child("system_attrs", trial_id, attr_rows({key: value}))
 
     def record_heartbeat(self, trial_id: int) -> None:
         # The heartbeat is the database's clock, as in RDBStorage (``_get_stale_trial_ids``
@@ -757,11 +600,11 @@ class LimenStorage(RDBStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         trials = self._read(
-            lambda conn: _read_trials(conn, _TRIALS.c.trial_id == trial_id),
+            lambda conn: read_trials(conn, TRIALS.c.trial_id == trial_id),
             f"reading trial {trial_id}",
         )
         if not trials:
-            raise KeyError(models.NOT_FOUND_MSG)
+            raise KeyError(NOT_FOUND_MSG)
         return trials[0]
 
     def _get_trials(
@@ -774,11 +617,11 @@ class LimenStorage(RDBStorage):
         # ``_CachedStorage`` reads through this method the trials it has not seen finished:
         # those above the last finished id plus the unfinished ones below it.
         included = {i for i in included_trial_ids if i <= trial_id_greater_than}
-        trial_id = _TRIALS.c.trial_id
-        where = [_TRIALS.c.study_id == study_id]
+        trial_id = TRIALS.c.trial_id
+        where = [TRIALS.c.study_id == study_id]
         if states is not None:
             assert isinstance(states, Iterable)
-            where.append(_TRIALS.c.state.in_(list(states)))
+            where.append(TRIALS.c.state.in_(list(states)))
         if included and len(included) > _MAX_LISTED_TRIAL_IDS:
             # A superset without a huge IN list, narrowed below.
             where.append(trial_id >= min(included))
@@ -789,8 +632,8 @@ class LimenStorage(RDBStorage):
 
         def read(conn: Connection) -> list[FrozenTrial]:
             if conn.execute(self._sql.study, {"sid": study_id}).first() is None:
-                raise KeyError(models.NOT_FOUND_MSG)
-            return _read_trials(conn, and_(*where))
+                raise KeyError(NOT_FOUND_MSG)
+            return read_trials(conn, and_(*where))
 
         trials = self._read(read, f"reading the trials of study {study_id}")
         if len(included) > _MAX_LISTED_TRIAL_IDS:
@@ -858,15 +701,14 @@ class LimenStorage(RDBStorage):
 
     def set_study_user_attrs(self, study_id: int, attrs: Mapping[str, Any]) -> None:
         """Store several study user attrs in one transaction: all of them, or none."""
-        table = models.StudyUserAttributeModel.__table__
-        rows = [{"study_id": study_id, **row} for row in _attr_rows(attrs)]
-        keys = [row["key"] for row in rows]
+        rows = [{"study_id": study_id, **row} for row in attr_rows(attrs)]
+        names = [row["key"] for row in rows]
 
         def work(conn: Connection) -> None:
             _lock_study(conn, self._sql, study_id)
-            conn.execute(table.delete().where(table.c.study_id == study_id, table.c.key.in_(keys)))
+            conn.execute(self._sql.delete_study_user_attrs, {"sid": study_id, "keys": names})
             if rows:
-                conn.execute(table.insert(), rows)
+                conn.execute(self._sql.insert_study_user_attrs, rows)
 
         self._transaction(work, f"setting {len(rows)} study attributes", idempotent=True)
 
@@ -919,25 +761,54 @@ class LimenStorage(RDBStorage):
             f"reading the best trial of study {study_id}",
         )
 
+    # ----------------------------------------------------------------------------------------
+    # Heartbeats (leases).
+
     def heartbeat_ages(self, trial_ids: Sequence[int]) -> dict[int, float]:
         """Seconds since each trial's last heartbeat, by the database's clock (beating ones)."""
-        beats = _TRIAL_HEARTBEATS
 
         def read(conn: Connection) -> tuple[datetime, list[Any]]:
-            now = conn.execute(select(func.now())).scalar_one()
-            where = beats.c.trial_id.in_(list(trial_ids))
-            return now, conn.execute(select(beats.c.trial_id, beats.c.heartbeat).where(where)).all()
+            now = conn.execute(self._sql.database_now).scalar_one()
+            return now, conn.execute(self._sql.heartbeats, {"tids": list(trial_ids)}).all()
 
         now, rows = self._read(read, "reading heartbeats")
         now = now.replace(tzinfo=None)
         return {int(tid): (now - beat.replace(tzinfo=None)).total_seconds() for tid, beat in rows}
 
+    def heartbeats(self, study_id: int) -> dict[int, datetime]:
+        """The last heartbeat of every trial of the study that has one, by trial id.
+
+        Times are the database's clock as stored (naive), for showing when a worker was last
+        heard from.
+        """
+        return self._read(
+            lambda conn: {
+                int(tid): beat
+                for tid, beat in conn.execute(self._sql.study_heartbeats, {"sid": study_id})
+            },
+            f"reading the heartbeats of study {study_id}",
+        )
+
+    def backdate_heartbeat(self, trial_id: int, seconds: float) -> None:
+        """Set the trial's heartbeat to ``seconds`` before the database's clock reads now.
+
+        What a worker that stopped beating ``seconds`` ago leaves behind: tests of lease
+        expiry use it instead of waiting for a real heartbeat to grow old.
+        """
+
+        def work(conn: Connection) -> None:
+            now = conn.execute(self._sql.database_now).scalar_one().replace(tzinfo=None)
+            row = {"trial_id": trial_id, "heartbeat": now - timedelta(seconds=seconds)}
+            conn.execute(self._sql.set_heartbeat, row)
+
+        self._transaction(work, f"backdating the heartbeat of trial {trial_id}", idempotent=True)
+
     # ----------------------------------------------------------------------------------------
     # Transactions and helpers.
 
     @property
-    def _sql(self) -> _Statements:
-        return _statements(self._backend)
+    def _sql(self) -> Statements:
+        return statements(self._backend)
 
     def _transaction(
         self,
@@ -947,91 +818,21 @@ class LimenStorage(RDBStorage):
         landed: Callable[[Connection], tuple[bool, _T]] | None = None,
         idempotent: bool = False,
     ) -> _T:
-        """Run ``work`` in one write transaction, retrying transient failures with backoff.
-
-        A failure that rolled the transaction back (deadlock, serialisation failure, lock
-        timeout, SQLite busy, a connection lost before the commit) is simply retried. A connection
-        lost *during* the commit leaves the write in doubt: it is retried only when that is safe,
-        that is when ``idempotent`` (running ``work`` twice stores what once does) or when
-        ``landed`` can tell, on a new connection and in the retry's transaction, whether the
-        write was stored (``(True, result)``) or must run again (``(False, ...)``). Every retry is
-        logged as a warning naming ``what``.
-
-        ``IntegrityError`` and errors raised by ``work`` itself propagate unchanged; any other
-        database error becomes ``StorageInternalError``, as in RDBStorage.
-        """
-        in_doubt = False
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            committing = False
-            try:
-                with self.engine.connect() as conn:
-                    if self._backend == "sqlite":
-                        # Take the write lock up front: a deferred transaction that has read
-                        # cannot become a writer once another connection committed, and two
-                        # writers must never read the same trial count or sequence value.
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    if in_doubt and landed is not None:
-                        stored, result = landed(conn)
-                        if stored:
-                            _logger.warning("Storage: %s had been stored before the loss.", what)
-                            return result
-                    in_doubt = False
-                    result = work(conn)
-                    committing = True
-                    conn.commit()
-                return result
-            except IntegrityError:
-                raise
-            except DBAPIError as exc:
-                kind = _failure_kind(exc)
-                lost_commit = committing and kind == _LOST
-                if lost_commit and landed is None and not idempotent:
-                    raise StorageInternalError(
-                        f"The database connection was lost while committing {what}; the write "
-                        "may or may not have been stored."
-                    ) from exc
-                if kind is None or attempt == MAX_ATTEMPTS:
-                    raise StorageInternalError(
-                        f"{what} failed after {attempt} attempt(s): {_describe(exc)}"
-                    ) from exc
-                in_doubt = in_doubt or lost_commit
-                _pause_before_retry(what, exc, attempt)
-        raise AssertionError("unreachable")
+        """Run ``work`` in one write transaction with retries (see ``run_transaction``)."""
+        return run_transaction(
+            self.engine, self.url, work, what, landed=landed, idempotent=idempotent
+        )
 
     def _read(self, work: Callable[[Connection], _T], what: str) -> _T:
-        """Run the read ``work`` on a connection, retrying lost connections and transient errors.
-
-        Other database errors become ``StorageInternalError``; errors of ``work`` propagate.
-        """
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                with self.engine.connect() as conn:
-                    return work(conn)
-            except DBAPIError as exc:
-                if _failure_kind(exc) is None or attempt == MAX_ATTEMPTS:
-                    raise StorageInternalError(
-                        f"{what} failed after {attempt} attempt(s): {_describe(exc)}"
-                    ) from exc
-                _pause_before_retry(what, exc, attempt)
-        raise AssertionError("unreachable")
+        """Run the read ``work`` on a connection with retries (see ``run_read``)."""
+        return run_read(self.engine, self.url, work, what)
 
     def _retrying(self, call: Callable[[], _T], what: str) -> _T:
-        """Run one of Optuna's own storage methods, retrying when its database connection broke.
+        """Run one of Optuna's own storage methods with retries (see ``run_retrying``).
 
-        Optuna turns database errors into ``StorageInternalError``; the cause tells whether the
-        failure was transient. Only reads and writes that may run twice come through here
-        (``create_new_study`` and ``delete_study`` settle a write in doubt themselves).
+        ``create_new_study`` and ``delete_study`` settle a write in doubt themselves.
         """
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return call()
-            except StorageInternalError as exc:
-                cause = exc.__cause__
-                transient = isinstance(cause, DBAPIError) and _failure_kind(cause) is not None
-                if not transient or attempt == MAX_ATTEMPTS:
-                    raise
-                _pause_before_retry(what, cause, attempt)
-        raise AssertionError("unreachable")
+        return run_retrying(call, what)
 
     def _ignoring_integrity_errors(self, work: Callable[[Connection], Any], what: str) -> None:
         # RDBStorage ignores integrity errors on these writes: they come from a concurrent
@@ -1042,7 +843,7 @@ class LimenStorage(RDBStorage):
         except IntegrityError:
             _logger.debug("Ignored an integrity error from a concurrent write.")
 
-    def _insert_new_trial(self, study_id: int, new: _NewTrial) -> tuple[int, int]:
+    def _insert_new_trial(self, study_id: int, new: NewTrial) -> tuple[int, int]:
         """Insert ``new`` with the study's next trial number, in one transaction."""
 
         def work(conn: Connection) -> tuple[int, int]:
@@ -1053,7 +854,7 @@ class LimenStorage(RDBStorage):
         self._remember_distributions(study_id, new.params)
         return result
 
-    def _insert_locked(self, conn: Connection, study_id: int, new: _NewTrial) -> tuple[int, int]:
+    def _insert_locked(self, conn: Connection, study_id: int, new: NewTrial) -> tuple[int, int]:
         """Insert ``new`` (the study row already locked); return ``(trial_id, number)``."""
         sql = self._sql
         self._check_distributions(conn, study_id, new.params)
@@ -1067,21 +868,19 @@ class LimenStorage(RDBStorage):
             "study_id": study_id,
             "number": number,
             "state": new.state,
-            "datetime_start": _utc(new.start),
-            "datetime_complete": _utc(new.complete),
+            "datetime_start": utc_naive(new.start),
+            "datetime_complete": utc_naive(new.complete),
         }
         trial_id = int(conn.execute(sql.insert_trial, row).inserted_primary_key[0])
         if new.params:
-            conn.execute(sql.insert_params, _param_rows(trial_id, new.params))
-        for child in _TRIAL_CHILDREN:
+            conn.execute(sql.insert_params, param_rows(trial_id, new.params))
+        for child in TRIAL_CHILDREN:
             rows = getattr(new, child)
             if rows:
                 conn.execute(sql.insert[child], [{"trial_id": trial_id, **r} for r in rows])
         return trial_id, number
 
-    def _is_own_running_trial(
-        self, conn: Connection, trial_id: int, system_rows: list[_Row]
-    ) -> bool:
+    def _is_own_running_trial(self, conn: Connection, trial_id: int, system_rows: list[Row]) -> bool:
         """Whether ``trial_id`` is RUNNING and holds every one of ``system_rows`` (its owner)."""
         row = conn.execute(self._sql.trial, {"tid": trial_id}).first()
         if row is None or row.state != TrialState.RUNNING:
@@ -1109,7 +908,7 @@ class LimenStorage(RDBStorage):
             row = {"study_id": study_id, "key": attr, "value_json": value_json}
             conn.execute(self._sql.insert_study_system_attr, row)
 
-    def _set_trial_child(self, child: str, trial_id: int, rows: list[_Row]) -> None:
+    def _set_trial_child(self, child: str, trial_id: int, rows: list[Row]) -> None:
         """Insert or overwrite one row of a RUNNING or WAITING trial, as RDBStorage does."""
 
         def work(conn: Connection) -> None:
@@ -1118,20 +917,20 @@ class LimenStorage(RDBStorage):
 
         self._ignoring_integrity_errors(work, f"setting the {child} of trial {trial_id}")
 
-    def _upsert(self, conn: Connection, child: str, trial_id: int, rows: list[_Row]) -> None:
+    def _upsert(self, conn: Connection, child: str, trial_id: int, rows: list[Row]) -> None:
         if rows:
             conn.execute(self._sql.upsert[child], [{"trial_id": trial_id, **r} for r in rows])
 
     def _set_state(self, conn: Connection, trial_id: int, state: TrialState) -> None:
         changes: dict[str, Any] = {"tid": trial_id, "state": state}
         if state == TrialState.RUNNING:
-            changes["datetime_start"] = _utc(datetime.now())
+            changes["datetime_start"] = utc_naive(datetime.now())
         if state.is_finished():
-            changes["datetime_complete"] = _utc(datetime.now())
+            changes["datetime_complete"] = utc_naive(datetime.now())
         conn.execute(self._sql.update_trial, changes)
 
     def _check_distributions(
-        self, conn: Connection, study_id: int, params: Sequence[_Param]
+        self, conn: Connection, study_id: int, params: Sequence[Param]
     ) -> None:
         """Raise ``ValueError`` when a distribution conflicts with the study's earlier one."""
         for name, _, distribution in params:
@@ -1143,7 +942,7 @@ class LimenStorage(RDBStorage):
             if previous is not None:
                 check_distribution_compatibility(previous, distribution)
 
-    def _remember_distributions(self, study_id: int, params: Sequence[_Param]) -> None:
+    def _remember_distributions(self, study_id: int, params: Sequence[Param]) -> None:
         # Compatibility is an equivalence (kind, log flag, categorical choices) and parameter
         # rows are only deleted with their study, so a committed distribution stands for every
         # later one of the same study and name.
@@ -1151,176 +950,10 @@ class LimenStorage(RDBStorage):
             self._distributions.setdefault((study_id, name), distribution)
 
 
-@dataclass
-class _NewTrial:
-    """The rows of a trial about to be inserted, serialised before the transaction opens."""
-
-    state: TrialState
-    start: datetime | None
-    complete: datetime | None = None
-    params: list[_Param] = field(default_factory=list)
-    user_attrs: list[_Row] = field(default_factory=list)
-    system_attrs: list[_Row] = field(default_factory=list)
-    values: list[_Row] = field(default_factory=list)
-    intermediate_values: list[_Row] = field(default_factory=list)
-
-
-class _Statements:
-    """The Core statements of the write paths, built once per backend.
-
-    Reusing one statement object lets SQLAlchemy skip rebuilding it and find its compiled form
-    at once; building them per call cost more than running them on SQLite.
-    """
-
-    def __init__(self, backend: str) -> None:
-        trials, params, attrs = _TRIALS, _TRIAL_PARAMS, _STUDY_SYSTEM_ATTRS
-        self.study = select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == bindparam("sid"))
-        self.lock_study = self.study.with_for_update()
-        self.last_number = (
-            select(trials.c.number)
-            .where(trials.c.study_id == bindparam("sid"))
-            .order_by(trials.c.trial_id.desc())
-            .limit(1)
-        )
-        self.insert_trial = trials.insert()
-        self.trial = select(trials.c.study_id, trials.c.number, trials.c.state).where(
-            trials.c.trial_id == bindparam("tid")
-        )
-        self.lock_trial = self.trial.with_for_update()
-        self.update_trial = update(trials).where(trials.c.trial_id == bindparam("tid"))
-        self.insert_params = params.insert()
-        self.stored_distribution = (
-            select(params.c.distribution_json)
-            .join(trials, trials.c.trial_id == params.c.trial_id)
-            .where(trials.c.study_id == bindparam("sid"), params.c.param_name == bindparam("name"))
-            .limit(1)
-        )
-        self.insert = {child: table.insert() for child, (table, _) in _TRIAL_CHILDREN.items()}
-        self.upsert = {
-            child: _upsert(backend, table, keys) for child, (table, keys) in _TRIAL_CHILDREN.items()
-        }
-        self.heartbeat = _upsert(
-            backend, _TRIAL_HEARTBEATS, (), {"heartbeat": func.current_timestamp()}
-        )
-        sequence = (attrs.c.study_id == bindparam("sid")) & (attrs.c.key == bindparam("attr"))
-        self.read_sequence = select(attrs.c.value_json).where(sequence)
-        self.update_sequence = update(attrs).where(sequence)
-        self.insert_study_system_attr = attrs.insert()
-        user = _TRIAL_USER_ATTRS
-        tagged = user.alias("tagged")
-        self.round_ids_after = (
-            select(trials.c.trial_id, user.c.value_json)
-            .select_from(
-                trials.outerjoin(
-                    user,
-                    (user.c.trial_id == trials.c.trial_id) & (user.c.key == bindparam("key")),
-                )
-            )
-            .where(trials.c.study_id == bindparam("sid"), trials.c.trial_id > bindparam("after"))
-            .order_by(trials.c.trial_id)
-        )
-        excluded = (
-            select(tagged.c.trial_id)
-            .where(tagged.c.trial_id == trials.c.trial_id, tagged.c.key == bindparam("exclude"))
-            .exists()
-        )
-        self.round_holder = (
-            select(trials.c.number)
-            .join(user, user.c.trial_id == trials.c.trial_id)
-            .where(
-                trials.c.study_id == bindparam("sid"),
-                trials.c.trial_id != bindparam("tid"),
-                trials.c.state != TrialState.WAITING,
-                user.c.key == bindparam("key"),
-                user.c.value_json == bindparam("rid"),
-                ~excluded,
-            )
-            .limit(1)
-        )
-        self.has_params = select(params.c.param_id).where(params.c.trial_id == bindparam("tid"))
-        system = _TRIAL_SYSTEM_ATTRS
-        self.system_attrs = select(system.c.key, system.c.value_json).where(
-            system.c.trial_id == bindparam("tid")
-        )
-        self.any_waiting = (
-            select(trials.c.trial_id)
-            .where(trials.c.study_id == bindparam("sid"), trials.c.state == TrialState.WAITING)
-            .limit(1)
-        )
-
-
-class TargetReached(Exception):
-    """The study's finished and running rounds reached the target: no round was claimed."""
-
-    def __init__(self, finished: int, running: int, limit: int) -> None:
-        super().__init__(
-            f"The study holds {finished} finished and {running} running rounds of its target "
-            f"of {limit}."
-        )
-        self.finished = finished
-        self.running = running
-        self.limit = limit
-
-
-# The user attr that marks an attempt which reached no outcome (it does not count as a round).
-ATTEMPT_KEY = keys.ATTEMPT
-
-
-@functools.cache
-def _open_rounds_statement() -> Executable:
-    """Finished rounds (COMPLETE, PRUNED, FAIL that is no lost attempt) and RUNNING trials."""
-    trials, user = _TRIALS, _TRIAL_USER_ATTRS
-    attempt = (
-        select(user.c.trial_id)
-        .where(user.c.trial_id == trials.c.trial_id, user.c.key == bindparam("attempt"))
-        .exists()
-    )
-    finished = or_(
-        trials.c.state.in_([TrialState.COMPLETE, TrialState.PRUNED]),
-        and_(trials.c.state == TrialState.FAIL, ~attempt),
-    )
-    return select(
-        func.sum(case((finished, 1), else_=0)),
-        func.sum(case((trials.c.state == TrialState.RUNNING, 1), else_=0)),
-    ).where(trials.c.study_id == bindparam("sid"))
-
-
-@functools.cache
-def _statements(backend: str) -> _Statements:
-    return _Statements(backend)
-
-
-def _upsert(
-    backend: str, table: Table, keys: tuple[str, ...], set_: dict[str, Any] | None = None
-) -> Executable:
-    """INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE on (trial_id, *keys) of a trial table."""
-    unique = ("trial_id", *keys)
-    if set_ is None:
-        set_ = {}
-        overwritten = [c.name for c in table.c if not c.primary_key and c.name not in unique]
-    else:
-        overwritten = []
-    if backend == "mysql":
-        stmt = mysql.insert(table)
-        return stmt.on_duplicate_key_update({**{c: stmt.inserted[c] for c in overwritten}, **set_})
-    insert = postgresql.insert if backend == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c[c] for c in unique],
-        set_={**{c: stmt.excluded[c] for c in overwritten}, **set_},
-    )
-
-
-def _backend_of(engine: Engine) -> str:
-    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
-    name = engine.dialect.name
-    return "mysql" if name in ("mysql", "mariadb") else name
-
-
-def _lock_study(conn: Connection, sql: _Statements, study_id: int) -> None:
+def _lock_study(conn: Connection, sql: Statements, study_id: int) -> None:
     """Lock the study row (``KeyError`` when missing): RDBStorage's guard for trial numbers."""
     if conn.execute(sql.lock_study, {"sid": study_id}).first() is None:
-        raise KeyError(models.NOT_FOUND_MSG)
+        raise KeyError(NOT_FOUND_MSG)
 
 
 def _updatable_trial(conn: Connection, statement: Executable, trial_id: int) -> Any:
@@ -1331,7 +964,7 @@ def _updatable_trial(conn: Connection, statement: Executable, trial_id: int) -> 
     """
     row = conn.execute(statement, {"tid": trial_id}).first()
     if row is None:
-        raise KeyError(models.NOT_FOUND_MSG)
+        raise KeyError(NOT_FOUND_MSG)
     if row.state.is_finished():
         raise UpdateFinishedTrialError(
             f"Trial#{row.number} has already finished and can not be updated."
@@ -1339,307 +972,13 @@ def _updatable_trial(conn: Connection, statement: Executable, trial_id: int) -> 
     return row
 
 
-def _running_trial(
-    params: Mapping[str, float],
-    distributions: Mapping[str, BaseDistribution],
-    user_attrs: Mapping[str, Any] | None = None,
-    system_attrs: Mapping[str, Any] | None = None,
-) -> _NewTrial:
-    """A RUNNING trial starting now; ``ValueError`` when a parameter has no distribution."""
-    missing = [name for name in params if name not in distributions]
-    if missing:
-        raise ValueError(f"No distribution given for the parameters {missing}.")
-    return _NewTrial(
-        state=TrialState.RUNNING,
-        start=datetime.now(),
-        params=[(name, float(value), distributions[name]) for name, value in params.items()],
-        user_attrs=_attr_rows(user_attrs or {}),
-        system_attrs=_attr_rows(system_attrs or {}),
-    )
-
-
 def _sequence_attr(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise ValueError(f"The 'key' parameter must be a non-empty str. Got {key!r} instead.")
     attr = SEQUENCE_ATTR_PREFIX + key
-    if len(attr) > models.MAX_INDEXED_STRING_LENGTH:
+    if len(attr) > MAX_INDEXED_STRING_LENGTH:
         raise ValueError(
             "The 'key' parameter must be at most "
-            f"{models.MAX_INDEXED_STRING_LENGTH - len(SEQUENCE_ATTR_PREFIX)} characters long."
+            f"{MAX_INDEXED_STRING_LENGTH - len(SEQUENCE_ATTR_PREFIX)} characters long."
         )
     return attr
-
-
-def _failure_kind(exc: DBAPIError) -> str | None:
-    """How a failed statement may be retried: ``_ROLLED_BACK``, ``_LOST`` or None (never)."""
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or ""
-    args = getattr(orig, "args", ())
-    errno = args[0] if args and isinstance(args[0], int) else None
-    if sqlstate in _PG_RETRY_SQLSTATES or errno in _MYSQL_RETRY_ERRNOS:
-        return _ROLLED_BACK
-    if getattr(orig, "sqlite_errorname", None) in _SQLITE_RETRY_ERRORS:
-        return _ROLLED_BACK
-    lost = (
-        exc.connection_invalidated
-        or sqlstate.startswith(_PG_CONNECTION_CLASS)
-        or sqlstate in _PG_SHUTDOWN_SQLSTATES
-        or errno in _MYSQL_LOST_ERRNOS
-    )
-    return _LOST if lost else None
-
-
-def _log_replaced_connection(context: ExceptionContext) -> None:
-    """Log a pooled connection found closed by the server when checked out (pre-ping)."""
-    if context.is_pre_ping and context.is_disconnect:
-        orig = context.original_exception
-        _logger.warning(
-            "Storage: retrying with a new connection after the database closed one (%s: %s).",
-            type(orig).__name__,
-            (str(orig).strip().splitlines() or [""])[0],
-        )
-
-
-def _describe(exc: DBAPIError) -> str:
-    """The driver error's type and first line: what failed, without the statement or its data."""
-    orig = exc.orig
-    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
-    return f"{type(orig).__name__}: {first_line}" if first_line else type(orig).__name__
-
-
-def _pause_before_retry(what: str, exc: DBAPIError, attempt: int) -> None:
-    """Log the retry (a warning: a flaky database should be visible) and back off."""
-    pause = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
-    _logger.warning(
-        "Storage: retrying %s (attempt %d of %d) in %.2fs after %s.",
-        what,
-        attempt + 1,
-        MAX_ATTEMPTS,
-        pause,
-        _describe(exc),
-    )
-    time.sleep(pause)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Optuna stores trial datetimes as naive UTC; naive inputs are local time."""
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _local(stored: datetime | None) -> datetime | None:
-    """A stored naive-UTC datetime as RDBStorage reads it back: naive local time."""
-    return None if stored is None else stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
-
-
-def _round_trip(moment: datetime | None) -> datetime | None:
-    """``moment`` as RDBStorage hands it back after storing it."""
-    return _local(_utc(moment))
-
-
-def _attr_rows(attrs: Mapping[str, Any]) -> list[_Row]:
-    # Serialised before the transaction opens, so a value JSON cannot encode writes nothing.
-    return [{"key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-
-
-def _value_rows(values: Sequence[float] | None) -> list[_Row]:
-    to_stored = models.TrialValueModel.value_to_stored_repr
-    return [
-        dict(zip(("objective", "value", "value_type"), (i, *to_stored(v)), strict=True))
-        for i, v in enumerate(values or ())
-    ]
-
-
-def _intermediate_rows(values: Mapping[int, float]) -> list[_Row]:
-    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-    columns = ("step", "intermediate_value", "intermediate_value_type")
-    return [dict(zip(columns, (s, *to_stored(v)), strict=True)) for s, v in values.items()]
-
-
-def _param_rows(trial_id: int, params: Sequence[_Param]) -> list[_Row]:
-    # Rows go in the given order, so param_id follows it: Optuna orders a trial's parameters
-    # by param_id.
-    return [
-        {
-            "trial_id": trial_id,
-            "param_name": name,
-            "param_value": value,
-            "distribution_json": distribution_to_json(distribution),
-        }
-        for name, value, distribution in params
-    ]
-
-
-def _read_trials(conn: Connection, where: ColumnElement[bool]) -> list[FrozenTrial]:
-    """The trials matching ``where`` (a condition on the trials table), ordered by id.
-
-    Builds what ``RDBStorage._build_frozen_trial_from_trial_model`` builds: parameters in
-    param_id order, values by objective, datetimes in naive local time.
-    """
-    t = _TRIALS
-    rows = conn.execute(
-        select(t.c.trial_id, t.c.number, t.c.state, t.c.datetime_start, t.c.datetime_complete)
-        .where(where)
-        .order_by(t.c.trial_id)
-    ).all()
-    if not rows:
-        return []
-    children = {
-        name: _read_children(conn, table, where)
-        for name, table in (
-            ("params", _TRIAL_PARAMS),
-            ("values", _TRIAL_VALUES),
-            ("user_attrs", _TRIAL_USER_ATTRS),
-            ("system_attrs", _TRIAL_SYSTEM_ATTRS),
-            ("intermediate_values", _TRIAL_INTERMEDIATE),
-        )
-    }
-    to_value = models.TrialValueModel.stored_repr_to_value
-    to_intermediate = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
-    trials = []
-    for row in rows:
-        tid = row.trial_id
-        distributions = {
-            p.param_name: json_to_distribution(p.distribution_json)
-            for p in children["params"].get(tid, ())
-        }
-        params = {
-            p.param_name: distributions[p.param_name].to_external_repr(p.param_value)
-            for p in children["params"].get(tid, ())
-        }
-        value_rows = children["values"].get(tid)
-        values = None
-        if value_rows:
-            values = [0.0] * len(value_rows)
-            for v in value_rows:
-                values[v.objective] = to_value(v.value, v.value_type)
-        trials.append(
-            FrozenTrial(
-                number=row.number,
-                state=row.state,
-                value=None,
-                values=values,
-                datetime_start=_local(row.datetime_start),
-                datetime_complete=_local(row.datetime_complete),
-                params=params,
-                distributions=distributions,
-                user_attrs={
-                    a.key: json.loads(a.value_json) for a in children["user_attrs"].get(tid, ())
-                },
-                system_attrs={
-                    a.key: json.loads(a.value_json) for a in children["system_attrs"].get(tid, ())
-                },
-                intermediate_values={
-                    i.step: to_intermediate(i.intermediate_value, i.intermediate_value_type)
-                    for i in children["intermediate_values"].get(tid, ())
-                },
-                trial_id=tid,
-            )
-        )
-    return trials
-
-
-def _read_children(
-    conn: Connection, table: Table, where: ColumnElement[bool]
-) -> dict[int, list[Any]]:
-    """Rows of a per-trial table for the trials matching ``where``, by trial id, in id order."""
-    stmt = (
-        select(table)
-        .join(_TRIALS, _TRIALS.c.trial_id == table.c.trial_id)
-        .where(where)
-        .order_by(*table.primary_key.columns)
-    )
-    grouped: dict[int, list[Any]] = {}
-    for row in conn.execute(stmt):
-        grouped.setdefault(row.trial_id, []).append(row)
-    return grouped
-
-
-def _scrub_secret(text: str, url: str) -> str:
-    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
-    try:
-        password = make_url(url).password
-    except Exception:
-        return text
-    return text.replace(str(password), "***") if password else text
-
-
-@dataclass(frozen=True)
-class StudyProbe:
-    """What a storage holds under one study name, read without changing anything."""
-
-    exists: bool
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    n_trials: int = 0
-
-
-def probe_study(url: str, study_name: str) -> StudyProbe:
-    """Look a study up without writing: no table creation, no SQLite checkpoint, no new file.
-
-    The fresh-run guard and resume checks use it, so refusing a run leaves an experiment
-    directory byte for byte as it was.
-    """
-    path = sqlite_path(url)
-    if path is not None:
-        return _probe_sqlite_file(path, study_name) if path.exists() else StudyProbe(False)
-    storage = open_storage(url)
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-        attrs = storage.get_study_user_attrs(study_id)
-        n_trials = storage.get_n_trials(study_id)
-    except KeyError:
-        return StudyProbe(False)
-    finally:
-        storage.engine.dispose()
-    return StudyProbe(True, attrs, n_trials)
-
-
-def _probe_sqlite_file(path: Path, study_name: str) -> StudyProbe:
-    # With no write-ahead log beside it the file is complete: read it as immutable, which
-    # creates no -wal/-shm files. With a log (a writer is active or crashed), read-only mode
-    # reads the log too; its files already exist and a read-only reader never checkpoints.
-    wal = Path(f"{path}-wal")
-    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
-    connection = sqlite3.connect(f"file:{path.resolve()}?{mode}", uri=True, timeout=60)
-    try:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-        if "studies" not in tables:
-            return StudyProbe(False)
-        row = connection.execute(
-            "SELECT study_id FROM studies WHERE study_name = ?", (study_name,)
-        ).fetchone()
-        if row is None:
-            return StudyProbe(False)
-        attrs = {
-            key: json.loads(value)
-            for key, value in connection.execute(
-                "SELECT key, value_json FROM study_user_attributes WHERE study_id = ?", row
-            )
-        }
-        (n_trials,) = connection.execute(
-            "SELECT COUNT(*) FROM trials WHERE study_id = ?", row
-        ).fetchone()
-    finally:
-        connection.close()
-    return StudyProbe(True, attrs, n_trials)
-
-
-@contextmanager
-def scratch_database(server_url: str, prefix: str = "limen_scratch") -> Iterator[str]:
-    """A uniquely named database on a PostgreSQL or MySQL/MariaDB server, dropped afterwards.
-
-    Tests and benchmarks share servers with other users, so each works in its own database;
-    nothing outside it is touched. Yields the new database's URL.
-    """
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    quoted = admin.dialect.identifier_preparer.quote(name)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        # FORCE ends connections left open (PostgreSQL refuses to drop the database otherwise).
-        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
-        admin.dispose()
