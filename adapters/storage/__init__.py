@@ -16,6 +16,7 @@ Modules:
     ``errors``: ``StorageUnavailableError`` and its one-line messages; ``TargetReached``.
     ``opening``: ``open_storage`` and a viewer's read-only ``RDBStorage``.
     ``probe``: looking a study up without writing anything.
+    ``sqlite_files``: read-only connections to an SQLite file.
     ``optuna_internals``: every use of Optuna's private storage modules.
 """
 
@@ -37,8 +38,9 @@ from limen.adapters.storage.limen_storage import (
     limen_storage_of,
 )
 from limen.adapters.storage.opening import open_storage, viewer_storage
-from limen.adapters.storage.probe import StudyProbe, probe_study, sqlite_has_study
+from limen.adapters.storage.probe import StudyProbe, probe_study
 from limen.adapters.storage.retries import MAX_ATTEMPTS
+from limen.adapters.storage.sqlite_files import sqlite_has_study
 from limen.adapters.storage.statements import ATTEMPT_KEY
 from limen.adapters.storage.urls import (
     STUDY_DB_NAME,

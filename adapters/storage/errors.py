@@ -9,8 +9,8 @@ resource the system cannot provide). Its message names the storage without its p
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 
 from optuna.exceptions import StorageInternalError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -113,18 +113,29 @@ def _diagnosis(detail: str, url: str) -> tuple[str, str] | None:
         if pattern.search(detail):
             return problem, fix
     lowered = detail.lower()
-    if "unable to open database file" in lowered:
-        path = sqlite_path(url)
-        if path is not None and path.is_dir():
-            return (
-                "the SQLite path is a directory",
-                f"name a file instead, e.g. sqlite:///{Path(path) / 'study.db'}",
-            )
-        return (
-            "the SQLite file cannot be created or opened there",
-            "check that its folder exists and is writable, or choose another path",
-        )
+    if "unable to open database file" in lowered or "no such file or directory" in lowered:
+        return _sqlite_path_diagnosis(url)
     return None
+
+
+def _sqlite_path_diagnosis(url: str) -> tuple[str, str]:
+    """Why an SQLite file cannot be opened where ``url`` puts it."""
+    path = sqlite_path(url)
+    if path is not None and path.is_dir():
+        return (
+            "the SQLite path is a directory",
+            f"name a file instead, e.g. sqlite:///{path / 'study.db'}",
+        )
+    folder = path.parent if path is not None else None
+    if folder is not None and folder.is_dir() and not os.access(folder, os.W_OK):
+        return (
+            f"the folder {folder} is read-only",
+            "make it writable or use an experiment directory you can write to",
+        )
+    return (
+        "the SQLite file cannot be created there",
+        "choose a path in a folder that exists (or can be created) and that you can write to",
+    )
 
 
 def storage_error(

@@ -880,7 +880,9 @@ class LimenStorage(RDBStorage):
                 conn.execute(sql.insert[child], [{"trial_id": trial_id, **r} for r in rows])
         return trial_id, number
 
-    def _is_own_running_trial(self, conn: Connection, trial_id: int, system_rows: list[Row]) -> bool:
+    def _is_own_running_trial(
+        self, conn: Connection, trial_id: int, system_rows: list[Row]
+    ) -> bool:
         """Whether ``trial_id`` is RUNNING and holds every one of ``system_rows`` (its owner)."""
         row = conn.execute(self._sql.trial, {"tid": trial_id}).first()
         if row is None or row.state != TrialState.RUNNING:

@@ -21,12 +21,12 @@ from limen.adapters.storage.engine import SQLITE_BUSY_TIMEOUT_S
 from limen.adapters.storage.errors import storage_error
 from limen.adapters.storage.limen_storage import LimenStorage
 from limen.adapters.storage.retries import MAX_ATTEMPTS, failure_kind, pause_before_retry
+from limen.adapters.storage.sqlite_files import sqlite_has_study
 from limen.adapters.storage.urls import redact_url, sqlite_path, validate_storage_url
 
 __all__ = ["open_storage", "viewer_storage"]
 
-# A new SQLite file is written in rollback-journal mode until its schema exists.
-_SQLITE_SIDE_FILES = ("", "-journal")
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal", "")
 _logger = logging.getLogger("limen.adapters.storage")
 
 
@@ -107,15 +107,12 @@ def _make_folders(path: Path, url: str) -> list[Path]:
 
 
 def _remove_created(path: Path | None, folders: list[Path]) -> None:
-    """Remove the SQLite file ``path`` (and its side files) and the empty ``folders``.
+    """Remove the new SQLite file ``path`` (with its side files) and the empty ``folders``.
 
-    The file goes only while it is empty and has no write-ahead log: another process may have
-    set up a database there meanwhile, and that one must never be deleted.
+    The file goes only while it holds no study: another process may have set up a study there
+    meanwhile, and that one must never be deleted.
     """
-    with suppress(OSError):
-        if path is not None and (path.stat().st_size > 0 or Path(f"{path}-wal").exists()):
-            path = None
-    if path is not None:
+    if path is not None and path.is_file() and not sqlite_has_study(path):
         for suffix in _SQLITE_SIDE_FILES:
             with suppress(OSError):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)

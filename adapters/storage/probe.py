@@ -1,27 +1,23 @@
 """Looking into a storage without writing: no table creation, no SQLite checkpoint, no new file.
 
 The fresh-run guard and resume checks use ``probe_study``, so refusing a run leaves an experiment
-directory byte for byte as it was; the dashboard uses ``sqlite_has_study`` before opening a file
-a running experiment may still be setting up.
+directory byte for byte as it was.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from limen.adapters.storage.errors import storage_error
 from limen.adapters.storage.opening import open_storage
+from limen.adapters.storage.sqlite_files import read_only_connection
 from limen.adapters.storage.urls import sqlite_path
 
-__all__ = ["StudyProbe", "probe_study", "sqlite_has_study"]
-
-_PROBE_TIMEOUT_S = 60
+__all__ = ["StudyProbe", "probe_study"]
 
 
 @dataclass(frozen=True)
@@ -58,34 +54,8 @@ def probe_study(url: str, study_name: str) -> StudyProbe:
     return StudyProbe(True, attrs, n_trials)
 
 
-def sqlite_has_study(path: Path) -> bool:
-    """Whether the SQLite file at ``path`` holds a study (False when it is no Optuna database)."""
-    try:
-        with _read_only(path, snapshot=False) as connection:
-            return connection.execute("SELECT 1 FROM studies LIMIT 1").fetchone() is not None
-    except sqlite3.DatabaseError:
-        return False
-
-
-@contextmanager
-def _read_only(path: Path, *, snapshot: bool = True) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to ``path``.
-
-    With ``snapshot`` and no write-ahead log beside it the file is complete: read it as
-    immutable, which creates no -wal/-shm files. With a log (a writer is active or crashed),
-    read-only mode reads the log too; its files already exist and a read-only reader never
-    checkpoints. Without ``snapshot`` (a writer may be setting the file up) it is always read
-    through SQLite's locks.
-    """
-    wal = Path(f"{path}-wal")
-    mode = "mode=ro" if wal.exists() or not snapshot else "mode=ro&immutable=1"
-    uri = f"{path.resolve().as_uri()}?{mode}"
-    with closing(sqlite3.connect(uri, uri=True, timeout=_PROBE_TIMEOUT_S)) as connection:
-        yield connection
-
-
 def _probe_sqlite_file(path: Path, study_name: str) -> StudyProbe:
-    with _read_only(path) as connection:
+    with read_only_connection(path) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         if "studies" not in tables:
             return StudyProbe(False)

@@ -64,7 +64,8 @@ def redact_url(url: str) -> str:
         parsed = parsed.update_query_dict(dict.fromkeys(secret_keys, _HIDDEN))
     elif parsed.password is None:
         return url
-    return parsed.render_as_string(hide_password=True)
+    # The query is rendered URL-quoted: show the placeholder as the userinfo one reads.
+    return parsed.render_as_string(hide_password=True).replace(quote(_HIDDEN, safe=""), _HIDDEN)
 
 
 def scrub_secrets(text: str, url: str) -> str:
