@@ -1,8 +1,9 @@
-"""The study storage: URL rules, SQLite tuning and the storage the loop writes rounds through.
+"""``LimenStorage``: the storage the loop writes rounds through, and the hub of every query.
 
-Only this module builds engines and storage URLs. ``LimenStorage`` is an Optuna ``RDBStorage``
-(same schema version, same tables), so every study it writes opens in plain Optuna and in
-optuna-dashboard, and every study plain Optuna wrote can be continued through it.
+``LimenStorage`` is an Optuna ``RDBStorage`` (same schema version, same tables), so every study
+it writes opens in plain Optuna and in optuna-dashboard, and every study plain Optuna wrote can
+be continued through it. Every query Limen runs on a study is one of its methods, and each runs
+through its one transaction or read helper (``retries``), so every one is retried alike.
 
 Why it exists: ``RDBStorage`` goes through the SQLAlchemy ORM, one session per call, and spends
 tens of milliseconds per finished trial on ORM bookkeeping rather than on the database.
@@ -24,16 +25,8 @@ connections are retried a bounded number of times with backoff, reads as well as
 retry logged as a warning. A connection lost *during* a commit leaves the write in doubt: the
 round-sized writes then check, on a new connection, whether it landed (``claim_new_round`` looks
 for its round id and owner, ``finish_trial`` for the finished state) before running it again,
-upserts simply run again, and the other writes report the doubt as ``StorageInternalError``.
-Pools are small (``POOL_SIZE`` + ``POOL_OVERFLOW`` connections per process, pre-pinged), so many
-worker processes fit in one server's connection limit.
-
-SQLite tuning: every connection uses the WAL journal, ``synchronous=NORMAL`` and a busy timeout.
-WAL lets readers (the dashboard, a second worker) run beside the writer, and ``NORMAL`` skips the
-fsync at each commit. The trade-off: a committed round survives a crash of the process, but a power
-cut or an OS crash can lose the last rounds committed before it (the database itself stays
-consistent). ``LIMEN_SQLITE_SYNC=FULL`` in the environment, or ``sqlite_synchronous="FULL"``,
-restores full durability at the cost of one fsync per transaction.
+upserts simply run again, and the other writes report the doubt as ``StorageUnavailableError``
+(a ``StorageInternalError``). Pools and SQLite tuning are set up in ``engine``.
 
 Cache interplay: ``optuna.load_study(storage=<LimenStorage>)`` wraps the storage in Optuna's
 ``_CachedStorage``. That cache answers only for finished trials and re-reads every other one (and
@@ -174,7 +167,14 @@ class LimenStorage(RDBStorage):
     ) -> None:
         validate_storage_url(url)
         self._sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
-        super().__init__(url, engine_kwargs=engine_options(url, engine_kwargs), **kwargs)
+        try:
+            super().__init__(url, engine_kwargs=engine_options(url, engine_kwargs), **kwargs)
+        except BaseException:
+            # A storage that failed to open keeps no connection (nor a file handle) open.
+            engine = getattr(self, "engine", None)
+            if engine is not None:
+                engine.dispose()
+            raise
         self._backend = backend_of(self.engine)
         # (study_id, parameter name) -> a distribution the study has committed for that name.
         self._distributions: dict[tuple[int, str], BaseDistribution] = {}
