@@ -487,6 +487,7 @@ def test_a_backdated_heartbeat_is_that_old_by_the_database_clock(storage_url: st
     assert storage.heartbeat_ages([trial_id])[trial_id] < 60
     storage.engine.dispose()
 
+
 # --- Compatibility with plain Optuna and its tools ----------------------------------------------
 
 
