@@ -78,10 +78,6 @@ _LOST_CONNECTION = (
 class StorageUnavailableError(LimenError, StorageInternalError, OSError):
     """The storage cannot be opened or used: unreachable, refused, corrupt, full or read-only."""
 
-    def __str__(self) -> str:
-        # OSError would format a two-argument error as "[Errno a] b": keep the message as given.
-        return str(self.args[0]) if self.args else ""
-
 
 class TargetReached(LimenError):
     """The study's finished and running rounds reached the target: no round was claimed."""
