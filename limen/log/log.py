@@ -403,7 +403,7 @@ class Log:
         return sorted(activity, key=lambda a: (-a.finished, a.host, str(a.pid)))
 
     def _heartbeats(self) -> dict[int, datetime]:
-        """The lease heartbeat of each RUNNING trial, by trial id (an RDB storage only)."""
+        """The lease heartbeat of each RUNNING trial, by trial id (a study in a LimenStorage)."""
         running = {t._trial_id for t in self.trials if t.state == TrialState.RUNNING}
         storage = limen_storage_of(self.study._storage)
         if not running or storage is None:
