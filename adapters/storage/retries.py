@@ -54,6 +54,9 @@ _SQLITE_RETRY_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
 _PG_CONNECTION_CLASS = "08"
 _PG_SHUTDOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 _MYSQL_LOST_ERRNOS = frozenset({1053, 1927, 2003, 2006, 2013, 2055})
+# A PostgreSQL connection that dies while SQLAlchemy sets it up (its first query) carries no
+# SQLSTATE and is not flagged as invalidated: psycopg's own words tell.
+_PG_LOST_MESSAGES = ("server closed the connection unexpectedly", "consuming input failed")
 
 _T = TypeVar("_T")
 _logger = logging.getLogger("limen.adapters.storage")
@@ -74,6 +77,7 @@ def failure_kind(exc: DBAPIError) -> str | None:
         or sqlstate.startswith(_PG_CONNECTION_CLASS)
         or sqlstate in _PG_SHUTDOWN_SQLSTATES
         or errno in _MYSQL_LOST_ERRNOS
+        or (not sqlstate and any(m in str(orig) for m in _PG_LOST_MESSAGES))
     )
     return LOST if lost else None
 
