@@ -22,6 +22,7 @@ from optuna.study import StudyDirection
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+import toy_sfd
 from databases import scratch_database
 from limen.adapters.storage import (
     StorageUnavailableError,
@@ -32,6 +33,7 @@ from limen.adapters.storage import (
 )
 from limen.cli import main
 from limen.errors import InvalidParameterError, LimenError
+from limen.experiment import UniversalExperimentLoop
 
 SECRET = "s3cr3t-Pw"
 POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
@@ -355,3 +357,36 @@ def test_the_cli_reports_a_bad_storage_without_a_traceback_or_password(
     assert SECRET not in out + err
     assert err.strip() and len(err.strip().splitlines()) == 1
     assert _files(tmp_path) == before
+
+
+# --- The loop ------------------------------------------------------------------------------------
+
+LOOP_CASES = {
+    "postgres closed port": lambda exp: _on_server(POSTGRES_ENV, port=1, password=SECRET),
+    "postgres unknown database": lambda exp: _on_server(
+        POSTGRES_ENV, database="limen_no_such_db", password=SECRET
+    ),
+    "corrupt study.db": lambda exp: _garbage(exp / "study.db") or f"sqlite:///{exp / 'study.db'}",
+    "study.db is a directory": lambda exp: (
+        (exp / "study.db").mkdir() or f"sqlite:///{exp}/study.db"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LOOP_CASES, ids=list(LOOP_CASES))
+def test_a_run_on_a_bad_storage_raises_a_typed_error_and_writes_nothing(
+    case: str, tmp_path: Path
+) -> None:
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    url = LOOP_CASES[case](experiment)
+    before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
+    listing = _files(tmp_path)
+    loop = UniversalExperimentLoop(
+        sfd=toy_sfd, data=toy_sfd.toy_data(), experiment_dir=experiment, storage=url
+    )
+    with pytest.raises(StorageUnavailableError) as error:
+        loop.run("toy", n_permutations=2, progress_bar=False)
+    _assert_one_safe_line(error.value, url)
+    assert _files(tmp_path) == listing
+    assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
