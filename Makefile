@@ -8,8 +8,14 @@ RUN_STAMP := $(VENV)/.limen-run
 TEST_STAMP := $(VENV)/.limen-test
 DEMO_DIR := runs/demo
 TORCH_VERSION ?= 2.13.0
+# The oldest Optuna pyproject.toml allows: the storage conformance and loop tests run against it
+# too, in a second virtual environment (no torch, no browser).
+OLDEST := .venv-oldest
+OLDEST_STAMP := $(OLDEST)/.limen-oldest
+OPTUNA_OLDEST ?= 5.0.0
+OLDEST_TESTS := tests/test_storage_conformance.py tests/test_storage.py tests/test_experiment_loop.py
 
-.PHONY: run test lint clean
+.PHONY: run test test-oldest lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +40,19 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
+$(OLDEST_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet "optuna==$(OPTUNA_OLDEST)" -e ".[postgres,mysql]" "pytest>=8"
+	touch $(OLDEST_STAMP)
+
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST)/bin/python -c "import optuna; assert optuna.__version__ == '$(OPTUNA_OLDEST)', optuna.__version__"
+	$(OLDEST)/bin/python -m pytest -q $(OLDEST_TESTS)
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(OLDEST) runs

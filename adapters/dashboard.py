@@ -18,9 +18,7 @@ import errno
 import logging
 import os
 import socket
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -32,7 +30,12 @@ from optuna.storages import RDBStorage
 from sqlalchemy.exc import SQLAlchemyError
 
 from limen.adapters.artifacts import artifact_dir as experiment_artifact_dir
-from limen.adapters.storage import SQLITE_BUSY_TIMEOUT_S, redact_url, sqlite_path
+from limen.adapters.storage import (
+    redact_url,
+    sqlite_has_study,
+    sqlite_path,
+    viewer_storage,
+)
 from limen.errors import LimenError
 from limen.experiment.experiment_source import checked_storage_url, directory_storage, read_metadata
 
@@ -106,18 +109,10 @@ def open_viewer_storage(url: str) -> RDBStorage:
     Raises ``DashboardError`` when the database is missing, unreachable or not an Optuna storage.
     """
     path = sqlite_path(url)
-    engine_kwargs: dict[str, Any] = {}
     if path is not None:
         _check_sqlite_has_study(path)
-        # Wait for the writer's short transactions instead of failing at once.
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            skip_compatibility_check=True,
-            skip_table_creation=True,
-        )
+        return viewer_storage(url)
     except SQLAlchemyError as exc:
         raise DashboardError(
             f"Cannot open {redact_url(url)} as an Optuna storage ({type(exc).__name__}). Check "
@@ -193,12 +188,7 @@ def _check_sqlite_has_study(path: Path) -> None:
     """
     if not path.is_file():
         raise DashboardError(f"No study database at {path}: run an experiment there first.")
-    try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-            has_study = conn.execute("SELECT 1 FROM studies LIMIT 1").fetchone() is not None
-    except sqlite3.DatabaseError:
-        has_study = False
-    if not has_study:
+    if not sqlite_has_study(path):
         raise DashboardError(
             f"{path} holds no study: run an experiment first (or wait until it starts)."
         )

@@ -46,7 +46,11 @@ from optuna.distributions import (
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from limen.adapters.storage import LimenStorage, redact_url, scratch_database
+from limen.adapters.storage import LimenStorage, redact_url
+
+# The tests' scratch databases: a private database on a shared server, dropped afterwards.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from databases import scratch_database
 
 RESULTS = Path(__file__).parent / "results" / "storage.json"
 SERVERS = {

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -30,9 +31,12 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from limen.adapters.storage import scratch_database
 from limen.adapters.trials import ROUND_ID, is_finished_round
 from limen.experiment import UniversalExperimentLoop
+
+# The tests' scratch databases: a private database on a shared server, dropped afterwards.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from databases import scratch_database
 
 RESULTS = Path(__file__).parent / "results" / "workers.json"
 POSTGRES = ("LIMEN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

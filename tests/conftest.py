@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
 from sqlalchemy import create_engine, inspect
 
-from limen.adapters.storage import scratch_database
+from databases import scratch_database
+from limen.adapters.storage.optuna_internals import METADATA
 
 POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
 MYSQL_ENV = "LIMEN_TEST_MYSQL_URL"
@@ -51,7 +51,7 @@ def _empty_optuna_tables(url: str) -> str:
     try:
         existing = set(inspect(engine).get_table_names())
         with engine.begin() as conn:
-            for table in reversed(models.BaseModel.metadata.sorted_tables):
+            for table in reversed(METADATA.sorted_tables):
                 if table.name in existing and table.name != "version_info":
                     conn.execute(table.delete())
     finally:

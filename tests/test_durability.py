@@ -126,10 +126,11 @@ def test_a_lease_older_than_the_grace_period_expires(tmp_path):
     )
     storage.record_heartbeat(trial_id)
     assert leases.expired_trials(storage, study._study_id, grace=60) == []
-    time.sleep(2.2)  # SQLite's clock has whole seconds
-    assert [t._trial_id for t in leases.expired_trials(storage, study._study_id, grace=1)] == [
+    storage.backdate_heartbeat(trial_id, 61)  # its worker stopped beating 61 s ago
+    assert [t._trial_id for t in leases.expired_trials(storage, study._study_id, grace=60)] == [
         trial_id
     ]
+    assert leases.expired_trials(storage, study._study_id, grace=62) == []
 
 
 def test_a_lease_keeps_beating_while_the_round_runs_and_stops_after(tmp_path):
@@ -140,15 +141,30 @@ def test_a_lease_keeps_beating_while_the_round_runs_and_stops_after(tmp_path):
     trial_id, _ = storage.create_running_trial(
         study._study_id, {"x": 1.0}, dist, system_attrs={leases.OWNER: remote}
     )
-    lease = leases.Lease(storage, interval=0.2)
+    lease = leases.Lease(storage, interval=0.1)
     try:
         with lease.hold(trial_id):
-            time.sleep(2.5)
-            assert leases.expired_trials(storage, study._study_id, grace=1) == []
-        time.sleep(2.5)
-        assert len(leases.expired_trials(storage, study._study_id, grace=1)) == 1
+            # An old heartbeat is renewed by the lease thread while the round runs.
+            storage.backdate_heartbeat(trial_id, 600)
+            assert _wait_until(lambda: storage.heartbeat_ages([trial_id])[trial_id] < 60)
+            assert leases.expired_trials(storage, study._study_id, grace=60) == []
+        # Dropped: an old heartbeat stays old, however many beats the thread would have made.
+        storage.backdate_heartbeat(trial_id, 600)
+        time.sleep(5 * lease.interval)
+        assert storage.heartbeat_ages([trial_id])[trial_id] >= 600
+        assert len(leases.expired_trials(storage, study._study_id, grace=60)) == 1
     finally:
         lease.close()
+
+
+def _wait_until(condition, timeout: float = 30.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_two_reapers_requeue_a_dead_round_once(tmp_path):

@@ -42,7 +42,7 @@ def test_no_study_key_is_spelled_outside_the_keys_module():
 
     root = Path(__file__).resolve().parents[1]
     spelled = []
-    for path in [*root.glob("limen/**/*.py"), *root.glob("adapters/*.py")]:
+    for path in [*root.glob("limen/**/*.py"), *root.glob("adapters/**/*.py")]:
         if path.name == "study_keys.py":
             continue
         tree = ast.parse(path.read_text())
@@ -64,3 +64,91 @@ def test_no_study_key_is_spelled_outside_the_keys_module():
             and id(node) not in docstrings
         ]
     assert spelled == []
+
+
+# What counts as running SQL: the statement builders of SQLAlchemy, the sqlite3 driver, and a
+# statement written out as a string and handed to a connection.
+_SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text", "Table"})
+_EXECUTORS = frozenset({"execute", "exec_driver_sql", "executescript", "executemany"})
+_OPTUNA_INTERNALS = "adapters/storage/optuna_internals.py"
+
+
+def _library_modules() -> list[tuple[str, object]]:
+    """``(path relative to the repository, parsed module)`` of every module Limen ships."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    paths = [*root.glob("limen/**/*.py"), *root.glob("adapters/**/*.py")]
+    return [(path.relative_to(root).as_posix(), ast.parse(path.read_text())) for path in paths]
+
+
+def _private_optuna_storage_imports(tree: object) -> list[int]:
+    """Lines importing a private module of ``optuna.storages`` (``_rdb``, ``_cached_storage``)."""
+    import ast
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        if any(name.startswith("optuna.storages._") for name in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def _sql_lines(tree: object) -> list[int]:
+    """Lines that import a SQL builder or sqlite3, or run a statement given as a string."""
+    import ast
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(
+            alias.name.split(".")[0] == "sqlite3" for alias in node.names
+        ):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] == "sqlite3" or (
+                node.module.split(".")[0] == "sqlalchemy"
+                and any(alias.name in _SQL_BUILDERS for alias in node.names)
+            ):
+                lines.append(node.lineno)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _EXECUTORS
+            and node.args
+            and isinstance(node.args[0], ast.Constant | ast.JoinedStr)
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_optunas_private_storage_modules_are_used_in_one_module_only():
+    found = [
+        f"{path}:{line}"
+        for path, tree in _library_modules()
+        if path != _OPTUNA_INTERNALS
+        for line in _private_optuna_storage_imports(tree)
+    ]
+    assert found == []
+
+
+def test_no_sql_runs_outside_the_storage_package():
+    found = [
+        f"{path}:{line}"
+        for path, tree in _library_modules()
+        if not path.startswith("adapters/storage/")
+        for line in _sql_lines(tree)
+    ]
+    assert found == []
+
+
+def test_the_walks_see_the_storage_package_and_what_they_look_for():
+    modules = dict(_library_modules())
+    assert _private_optuna_storage_imports(modules[_OPTUNA_INTERNALS])
+    assert _sql_lines(modules["adapters/storage/probe.py"])
+    assert _sql_lines(modules["adapters/storage/statements.py"])

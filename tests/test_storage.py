@@ -458,18 +458,34 @@ def test_record_heartbeat_keeps_one_fresh_row_per_trial(storage_url: str) -> Non
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_record_heartbeat_marks_a_trial_stale_once_the_grace_period_passes(
-    sqlite_url: str,
+    storage_url: str,
 ) -> None:
-    storage = LimenStorage(sqlite_url, heartbeat_interval=1, grace_period=1)
+    storage = LimenStorage(storage_url, heartbeat_interval=1, grace_period=1)
     study_id = storage.create_new_study([StudyDirection.MINIMIZE])
     trial_id = storage.create_new_trial(study_id)
     storage.record_heartbeat(trial_id)
     storage.record_heartbeat(trial_id)
     assert storage._get_stale_trial_ids(study_id) == []
-    time.sleep(2.2)  # SQLite's clock has one-second resolution
+    storage.backdate_heartbeat(trial_id, 5)  # older than the grace period (1 s)
     assert storage._get_stale_trial_ids(study_id) == [trial_id]
     storage.record_heartbeat(trial_id)
     assert storage._get_stale_trial_ids(study_id) == []
+
+    storage.engine.dispose()
+
+
+def test_a_backdated_heartbeat_is_that_old_by_the_database_clock(storage_url: str) -> None:
+    storage = LimenStorage(storage_url)
+    study_id = storage.create_new_study([StudyDirection.MINIMIZE])
+    trial_id = storage.create_new_trial(study_id)
+    other = storage.create_new_trial(study_id)
+    storage.record_heartbeat(trial_id)
+    storage.backdate_heartbeat(trial_id, 120)
+    assert 120 <= storage.heartbeat_ages([trial_id, other])[trial_id] < 180
+    assert set(storage.heartbeats(study_id)) == {trial_id}
+    storage.record_heartbeat(trial_id)
+    assert storage.heartbeat_ages([trial_id])[trial_id] < 60
+    storage.engine.dispose()
 
 
 # --- Compatibility with plain Optuna and its tools ----------------------------------------------

@@ -23,12 +23,11 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import InMemoryStorage
-from optuna.storages._rdb.models import TrialHeartbeatModel
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from sqlalchemy import select
 
 from limen.adapters.leases import OWNER
+from limen.adapters.storage import limen_storage_of
 from limen.adapters.trials import ATTEMPT, EXECUTION_TIME, is_finished_round
 from limen.errors import InvalidParameterError, MissingDependencyError, NoRoundsError
 from limen.experiment.experiment_source import ExperimentSource, resolve_experiment
@@ -423,18 +422,13 @@ class Log:
         return sorted(activity, key=lambda a: (-a.finished, a.host, str(a.pid)))
 
     def _heartbeats(self) -> dict[int, datetime]:
-        """The lease heartbeat of each RUNNING trial, by trial id (an RDB storage only)."""
-        running = [t._trial_id for t in self.trials if t.state == TrialState.RUNNING]
-        storage = self.study._storage
-        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
-        if not running or engine is None:
+        """The lease heartbeat of each RUNNING trial, by trial id (a study in a LimenStorage)."""
+        running = {t._trial_id for t in self.trials if t.state == TrialState.RUNNING}
+        storage = limen_storage_of(self.study._storage)
+        if not running or storage is None:
             return {}
-        beats = TrialHeartbeatModel
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(beats.trial_id, beats.heartbeat).where(beats.trial_id.in_(running))
-            ).all()
-        return {int(trial_id): beat for trial_id, beat in rows}
+        beats = storage.heartbeats(self.study._study_id)
+        return {trial_id: beat for trial_id, beat in beats.items() if trial_id in running}
 
     # --------------------------------------------------------------------------- plots
 
