@@ -21,7 +21,6 @@ Fixtures:
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -31,18 +30,8 @@ import pytest
 from optuna.storages import RDBStorage
 from sqlalchemy import create_engine, inspect
 
-from databases import scratch_database
+from databases import MYSQL_ENV, POSTGRES_ENV, scratch_database, server_url
 from limen.adapters.storage.optuna_internals import METADATA
-
-POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
-MYSQL_ENV = "LIMEN_TEST_MYSQL_URL"
-
-
-def _server_url(env: str) -> str:
-    url = os.environ.get(env)
-    if not url:
-        pytest.skip(f"{env} is not set: no database server to test against (.ci/run sets it)")
-    return url
 
 
 def _empty_optuna_tables(url: str) -> str:
@@ -77,14 +66,14 @@ def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL database private to this test session (skips without a server)."""
-    with scratch_database(_server_url(POSTGRES_ENV), "limen_test") as url:
+    with scratch_database(server_url(POSTGRES_ENV), "limen_test") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
     """URL of a MySQL/MariaDB database private to this test session (skips without a server)."""
-    with scratch_database(_server_url(MYSQL_ENV), "limen_test") as url:
+    with scratch_database(server_url(MYSQL_ENV), "limen_test") as url:
         yield url
 
 

@@ -14,7 +14,20 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-__all__ = ["scratch_database"]
+__all__ = ["MYSQL_ENV", "POSTGRES_ENV", "scratch_database", "server_url"]
+
+POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
+MYSQL_ENV = "LIMEN_TEST_MYSQL_URL"
+
+
+def server_url(env: str) -> str:
+    """The server URL in environment variable ``env``; the calling test skips without one."""
+    import pytest
+
+    url = os.environ.get(env)
+    if not url:
+        pytest.skip(f"{env} is not set: no database server to test against (.ci/run sets it)")
+    return url
 
 
 @contextmanager

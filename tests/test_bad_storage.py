@@ -10,7 +10,6 @@ full disk everywhere.
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 import toy_sfd
-from databases import scratch_database
+from databases import MYSQL_ENV, POSTGRES_ENV, scratch_database, server_url
 from limen.adapters.storage import (
     StorageUnavailableError,
     open_storage,
@@ -31,26 +30,17 @@ from limen.adapters.storage import (
     redact_url,
     validate_storage_url,
 )
-from limen.cli import main
+from limen.cli import EXIT_USAGE, main
 from limen.errors import InvalidParameterError, LimenError
 from limen.experiment import UniversalExperimentLoop
 
 SECRET = "s3cr3t-Pw"
-POSTGRES_ENV = "LIMEN_TEST_POSTGRES_URL"
-MYSQL_ENV = "LIMEN_TEST_MYSQL_URL"
-
-
-def _server(env: str) -> str:
-    url = os.environ.get(env)
-    if not url:
-        pytest.skip(f"{env} is not set: no database server to test against (.ci/run sets it)")
-    return url
 
 
 def _on_server(env: str, **changes: object) -> str:
     """A URL on the test server ``env`` with ``changes`` (user, password, port, database...)."""
     query = changes.pop("query", None)
-    url = make_url(_server(env)).set(**changes)
+    url = make_url(server_url(env)).set(**changes)
     if query:
         url = url.update_query_dict(query)
     return url.render_as_string(hide_password=False)
@@ -178,7 +168,7 @@ def test_a_closed_mysql_port_is_retried_then_reported(caplog: pytest.LogCaptureF
 
 
 def test_a_database_dropped_under_an_open_storage_is_a_typed_error() -> None:
-    server = _server(POSTGRES_ENV)
+    server = server_url(POSTGRES_ENV)
     with scratch_database(server, "limen_bad") as database:
         storage = open_storage(database)
         try:
@@ -342,17 +332,26 @@ CLI_CASES = {
 }
 
 
-@pytest.mark.parametrize("command", ["status", "export"])
+def _cli_args(command: str, url: str, tmp_path: Path) -> list[str]:
+    if command == "run":
+        return ["run", "--sfd", "logreg_binary", "--test-mode", "-n", "2", "--storage", url,
+                "--experiment-dir", str(tmp_path / "exp")]  # fmt: skip
+    if command == "worker":
+        return ["worker", "--storage", url, "--study", "x"]
+    extra = ["--out", str(tmp_path / "out.csv")] if command == "export" else []
+    return [command, url, "--study", "x", *extra]
+
+
+@pytest.mark.parametrize("command", ["status", "export", "run", "worker"])
 @pytest.mark.parametrize("case", CLI_CASES, ids=list(CLI_CASES))
 def test_the_cli_reports_a_bad_storage_without_a_traceback_or_password(
     case: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = CLI_CASES[case](tmp_path)
     before = _files(tmp_path)
-    extra = ["--out", str(tmp_path / "out.csv")] if command == "export" else []
-    code = main([command, url, "--study", "x", *extra])
+    code = main(_cli_args(command, url, tmp_path))
     out, err = capsys.readouterr()
-    assert code != 0
+    assert code == EXIT_USAGE
     assert "Traceback" not in err
     assert SECRET not in out + err
     assert err.strip() and len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ def open_storage(
     created = _make_folders(path, url) if path is not None else []
     new_file = path is not None and not path.exists()
     try:
-        return _open_with_retries(url, sqlite_synchronous)
+        return _open_with_retries(
+            url, functools.partial(LimenStorage, url, sqlite_synchronous=sqlite_synchronous)
+        )
     except BaseException:
         if path is not None:
             _remove_created(path if new_file else None, created)
@@ -67,17 +70,17 @@ def open_read_only(url: str) -> LimenStorage:
     path = sqlite_path(url)
     if path is not None:
         engine_kwargs["creator"] = functools.partial(_connect_sqlite_read_only, path)
-    try:
-        return LimenStorage(
+    return _open_with_retries(
+        url,
+        functools.partial(
+            LimenStorage,
             url,
             engine_kwargs,
             read_only=True,
             skip_table_creation=True,
             skip_compatibility_check=True,
-        )
-    except SQLAlchemyError as exc:
-        error = storage_error("opening", exc, url)
-        raise error from error.__cause__
+        ),
+    )
 
 
 def _connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
@@ -111,11 +114,12 @@ def viewer_storage(url: str) -> RDBStorage:
     )
 
 
-def _open_with_retries(url: str, sqlite_synchronous: str | None) -> LimenStorage:
+def _open_with_retries(url: str, make: Callable[[], LimenStorage]) -> LimenStorage:
+    """``make()`` the storage, retrying transient failures; the rest become one typed error."""
     what = f"opening the storage {redact_url(url)}"
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            storage = LimenStorage(url, sqlite_synchronous=sqlite_synchronous)
+            storage = make()
         except DBAPIError as exc:
             if failure_kind(exc) is None or attempt == MAX_ATTEMPTS:
                 error = storage_error("opening", exc, url, attempts=attempt)
