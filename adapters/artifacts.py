@@ -28,6 +28,18 @@ from limen.experiment.identity import value_token
 from limen.experiment.study_record import StudyRecord
 from limen.utils.values import jsonable
 
+__all__ = [
+    "ARTIFACTS_DIR",
+    "MODEL_CARD_JSON",
+    "PREDICTIONS_CSV",
+    "VALUES_SHOWN",
+    "artifact_dir",
+    "build_model_card",
+    "save_study_note",
+    "study_note",
+    "upload_round_artifacts",
+]
+
 ARTIFACTS_DIR = "artifacts"
 PREDICTIONS_CSV = "predictions.csv"
 MODEL_CARD_JSON = "model_card.json"

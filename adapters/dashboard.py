@@ -39,6 +39,17 @@ from limen.adapters.storage import (
 from limen.errors import LimenError
 from limen.experiment.experiment_source import checked_storage_url, directory_storage, read_metadata
 
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DashboardError",
+    "DashboardTarget",
+    "create_app",
+    "open_viewer_storage",
+    "resolve_target",
+    "serve",
+]
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 

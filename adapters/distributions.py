@@ -34,6 +34,17 @@ from limen.experiment.identity import value_token
 from limen.experiment.param_domain import Range, same_value
 from limen.utils.values import is_number
 
+__all__ = [
+    "LOG_SPAN",
+    "DomainCodec",
+    "LiveCodec",
+    "ParamCodec",
+    "codec_for",
+    "decode_value",
+    "encode_entries",
+    "encode_value",
+]
+
 _STORABLE = (str, int, float, bool, type(None))
 _REL_TOL = 1e-9
 LOG_SPAN = 10.0

@@ -29,6 +29,8 @@ import numpy as np
 
 from limen.utils.validation import invalid
 
+__all__ = ["DEFAULT_BATCH_SIZE", "GridCursor", "GridSpace", "IndexArray"]
+
 _ROUNDS = 8
 _MASK64 = (1 << 64) - 1
 # SplitMix64 finaliser constants: a cheap 64-bit mixer whose output bits all depend on every

@@ -21,6 +21,8 @@ from limen.experiment.identity import value_token
 from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import SearchStrategy
 
+__all__ = ["GridStrategy", "as_list", "check_finite"]
+
 
 class GridStrategy(SearchStrategy):
     """Every combination of the domain once, in index order or a seeded random order.

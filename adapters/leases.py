@@ -29,6 +29,24 @@ from limen.adapters.storage import LimenStorage
 from limen.adapters.trials import ATTEMPT, ROUND_ID
 from limen.experiment import study_keys as keys
 
+__all__ = [
+    "INTERRUPTED",
+    "LEASE_EXPIRED",
+    "LEASE_GRACE_S",
+    "LEASE_INTERVAL_S",
+    "OWNER",
+    "REQUEUED",
+    "RETRY_OF",
+    "STORAGE_ERROR",
+    "Lease",
+    "expired_trials",
+    "owner_record",
+    "reap",
+    "release",
+    "requeue",
+    "requeue_orphans",
+]
+
 logger = logging.getLogger(__name__)
 
 LEASE_INTERVAL_S = 5.0

@@ -47,6 +47,8 @@ from limen.experiment.param_domain import ParamDomain, Range, same_value
 from limen.experiment.search_strategy import STRATEGY_REGISTRY, SearchStrategy
 from limen.utils.values import is_number
 
+__all__ = ["PRIVATE_STUDY", "REDRAWS", "OptunaStrategy"]
+
 logger = logging.getLogger(__name__)
 
 REDRAWS = 10

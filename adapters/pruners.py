@@ -30,6 +30,8 @@ from limen.errors import InvalidParameterError, MissingDependencyError
 from limen.experiment.search_strategy import PRUNER_REGISTRY
 from limen.utils.validation import Constraint, Predicate, invalid
 
+__all__ = ["PRUNER_SPECS", "RoundReporter", "make_pruner", "pruner_config"]
+
 _STEPS = {
     "n_startup_trials": opt.integer(0),
     "n_warmup_steps": opt.integer(0),

@@ -34,6 +34,8 @@ from limen.adapters.storage import LimenStorage
 from limen.experiment.identity import round_id
 from limen.experiment.msq import Proposal, Queued
 
+__all__ = ["QUEUE_POLL_S", "REFUSED", "ClaimedRound", "StudyRounds"]
+
 logger = logging.getLogger(__name__)
 
 REFUSED = "refused"

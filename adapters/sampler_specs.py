@@ -32,6 +32,8 @@ from optuna.samplers.nsgaii import (
 from limen.adapters import options as opt
 from limen.errors import MissingDependencyError
 
+__all__ = ["NOT_MODEL_BASED", "SAMPLER_SPECS", "SamplerSpec", "build_sampler", "require_packages"]
+
 _SEED = opt.optional(opt.integer(0))
 _SAMPLER = opt.instance_of(BaseSampler, "an optuna.samplers.BaseSampler instance")
 _CROSSOVERS = {

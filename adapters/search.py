@@ -40,6 +40,8 @@ from limen.experiment.param_domain import ParamDomain
 from limen.experiment.random_strategy import RandomStrategy
 from limen.experiment.search_strategy import SearchStrategy
 
+__all__ = ["SEARCH_VERSION", "StudySearch"]
+
 logger = logging.getLogger(__name__)
 
 SEARCH_VERSION = "search_state"

@@ -17,6 +17,23 @@ from limen.adapters.storage import ATTEMPT_KEY
 from limen.experiment import study_keys as keys
 from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS
 
+__all__ = [
+    "ATTEMPT",
+    "ERROR_MESSAGE",
+    "ERROR_TYPE",
+    "EXECUTION_TIME",
+    "FRAMEWORK_ATTRS",
+    "INJECTED",
+    "PRIORITY",
+    "REFUSED",
+    "ROUND_ID",
+    "TRACEBACK",
+    "count_finished",
+    "is_finished_round",
+    "metric_attrs",
+    "round_row",
+]
+
 ROUND_ID = "id"
 EXECUTION_TIME = "execution_time"
 ERROR_TYPE = "error_type"

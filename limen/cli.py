@@ -26,6 +26,30 @@ from limen.experiment.study_record import StudyRecord
 if TYPE_CHECKING:
     from limen.experiment.experiment_source import ExperimentSource
 
+__all__ = [
+    "BEST_SHOWN",
+    "COMMANDS",
+    "EXIT_CODES",
+    "SENSOR_FORMATS",
+    "UsageError",
+    "add_product_commands",
+    "build_parser",
+    "command_accept",
+    "command_dashboard",
+    "command_export",
+    "command_plot",
+    "command_predict",
+    "command_resume",
+    "command_run",
+    "command_status",
+    "command_train",
+    "command_worker",
+    "main",
+    "report",
+    "run_config",
+    "status_report",
+]
+
 EXIT_OK, EXIT_EXPERIMENT, EXIT_USAGE = 0, 1, 2
 BEST_SHOWN = 5
 EXIT_CODES = f"""exit codes:

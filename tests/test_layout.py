@@ -152,3 +152,64 @@ def test_the_walks_see_the_storage_package_and_what_they_look_for():
     assert _private_optuna_storage_imports(modules[_OPTUNA_INTERNALS])
     assert _sql_lines(modules["adapters/storage/probe.py"])
     assert _sql_lines(modules["adapters/storage/statements.py"])
+
+
+def _module_map() -> set[str]:
+    """The paths the README's module map names: `dir/a.py`, `b.py` is dir/a.py and dir/b.py."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| module | what it holds |", 1)[1].split("\n\n", 1)[0]
+    named: set[str] = set()
+    for row in table.splitlines()[2:]:
+        cells = re.findall(r"`([^`]+)`", row.split("|")[1])
+        folder = ""
+        for cell in cells:
+            if "/" in cell.rstrip("/"):
+                folder = cell.rstrip("/").rsplit("/", 1)[0] + "/" if cell.endswith(".py") else ""
+                named.add(cell)
+            else:
+                named.add(folder + cell)
+    return named
+
+
+def test_the_readme_module_map_matches_the_tree():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    named = _module_map()
+    missing = sorted(n for n in named if not (root / n).exists())
+    modules = [
+        path.relative_to(root).as_posix()
+        for path in [*root.glob("limen/**/*.py"), *root.glob("adapters/**/*.py")]
+        if path.name != "__init__.py"
+    ]
+    unnamed = sorted(
+        m
+        for m in modules
+        if m not in named and not any(m.startswith(n) for n in named if n[-1] == "/")
+    )
+    assert missing == [], "the README names modules that do not exist"
+    assert unnamed == [], "modules the README's module map does not name"
+
+
+def test_every_module_declares_all():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lacking = []
+    for path in [*root.glob("limen/**/*.py"), *root.glob("adapters/**/*.py")]:
+        tree = ast.parse(path.read_text())
+        declared = any(
+            isinstance(node, ast.Assign | ast.AnnAssign)
+            and any(
+                isinstance(target, ast.Name) and target.id == "__all__"
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            )
+            for node in tree.body
+        )
+        if not declared:
+            lacking.append(path.relative_to(root).as_posix())
+    assert sorted(lacking) == []

@@ -16,6 +16,8 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 
 from limen.data.schema import DATETIME_DTYPE, REQUIRED_COLUMNS
 
+__all__ = ["read_klines"]
+
 _READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     ".csv": pd.read_csv,
     ".parquet": pd.read_parquet,

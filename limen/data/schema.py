@@ -1,5 +1,7 @@
 """Column names and the datetime dtype shared by every klines frame Limen builds or reads."""
 
+__all__ = ["DATETIME_DTYPE", "KLINE_COLUMNS", "REQUIRED_COLUMNS"]
+
 REQUIRED_COLUMNS: tuple[str, ...] = ("datetime", "open", "high", "low", "close", "volume")
 """Columns every klines frame must have; ``read_klines`` rejects files without them."""
 

@@ -14,6 +14,8 @@ import pandas as pd
 from limen.data.schema import DATETIME_DTYPE, KLINE_COLUMNS
 from limen.utils.validation import Interval, validate_params
 
+__all__ = ["START", "synthetic_klines"]
+
 START = pd.Timestamp("2020-01-01")
 """Open time of the first bar (tz-naive UTC)."""
 

@@ -35,6 +35,22 @@ from limen.experiment.walk_forward import (
     read_trial_returns,
 )
 
+__all__ = [
+    "ACCEPTANCE_ATTR",
+    "ACCEPTANCE_JSON",
+    "ACCEPTANCE_MD",
+    "DEFAULT_BLOCKS",
+    "EULER_GAMMA",
+    "THRESHOLDS",
+    "acceptance_report",
+    "build_report",
+    "deflated_sharpe_ratio",
+    "expected_max_sharpe",
+    "markdown_summary",
+    "probability_of_backtest_overfitting",
+    "sharpe_ratios",
+]
+
 logger = logging.getLogger(__name__)
 
 ACCEPTANCE_JSON = "acceptance_report.json"

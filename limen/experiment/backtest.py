@@ -17,6 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "BACKTEST_COLUMNS",
+    "DEFAULT_COST_BPS",
+    "Backtest",
+    "backtest",
+    "forward_returns",
+    "positions",
+    "sharpe",
+]
+
 DEFAULT_COST_BPS = 10.0
 BACKTEST_COLUMNS = (
     "gross_return",

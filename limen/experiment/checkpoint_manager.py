@@ -19,6 +19,8 @@ from limen.experiment import study_keys as keys
 from limen.experiment.errors import ResumeError
 from limen.utils.validation import Interval, validate_params
 
+__all__ = ["FEEDBACK_ATTR", "STATE_ATTR", "CheckpointManager", "StudyAttrs", "check_resume"]
+
 STATE_ATTR = keys.SEARCH_STATE
 FEEDBACK_ATTR = keys.FEEDBACK_STATE
 

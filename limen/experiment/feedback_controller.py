@@ -23,6 +23,16 @@ from limen.experiment.records import append_jsonl
 from limen.experiment.reducer import ACTION_SUGGEST, PruningStrategy, make_reducers
 from limen.utils.values import jsonable
 
+__all__ = [
+    "DISPATCH",
+    "INTERVENTION_FILE",
+    "INTRA_CALLBACK",
+    "SOURCE_ERRORS",
+    "STRATEGY",
+    "FeedbackController",
+    "apply_intervention",
+]
+
 logger = logging.getLogger(__name__)
 
 INTRA_CALLBACK = "intra_callback"

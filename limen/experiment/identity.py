@@ -15,6 +15,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+__all__ = [
+    "data_fingerprint",
+    "match_value",
+    "plain_value",
+    "round_id",
+    "source_hash",
+    "space_hash",
+    "value_key",
+    "value_token",
+]
+
 _JSON_SCALARS = (str, int, float, bool, type(None))
 _NUMPY_TIMES = frozenset({"datetime64", "timedelta64"})
 

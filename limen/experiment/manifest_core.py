@@ -46,6 +46,16 @@ from limen.experiment.walk_forward import (
 )
 from limen.utils.values import is_number
 
+__all__ = [
+    "DATETIME_COLUMN",
+    "DIRECTIONS",
+    "SPLIT_NAMES",
+    "DataSourceConfig",
+    "Manifest",
+    "resolve_param",
+    "resolve_params",
+]
+
 logger = logging.getLogger(__name__)
 
 DATETIME_COLUMN = "datetime"

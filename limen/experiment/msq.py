@@ -25,6 +25,19 @@ from limen.experiment.search_strategy import SearchStrategy
 from limen.utils.validation import Interval, validate_params
 from limen.utils.values import jsonable
 
+__all__ = [
+    "FILTER_BUILDERS",
+    "MSQ",
+    "Filter",
+    "FilterExhaustedError",
+    "MemoryRounds",
+    "Proposal",
+    "Queued",
+    "RoundStore",
+    "combo_bucket",
+    "sample_filter",
+]
+
 Filter = Callable[[Mapping[str, Any]], bool]
 
 

@@ -20,6 +20,8 @@ from limen.errors import InvalidParameterError
 from limen.experiment.identity import value_token
 from limen.utils.values import is_number
 
+__all__ = ["DomainObserver", "ParamDomain", "Range", "UnknownParameterError", "same_value"]
+
 _GRID_TOLERANCE = 1e-9
 _RANGE_FIELDS = frozenset({"low", "high", "log", "step"})
 

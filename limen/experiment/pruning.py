@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Protocol
 
+__all__ = ["Reporter", "is_reporting", "report", "reporting_to"]
+
 
 class Reporter(Protocol):
     """The running round's sink for intermediate values (the adapter owns the trial)."""

@@ -17,6 +17,8 @@ from typing import Any
 from limen.experiment.param_domain import ParamDomain, Range
 from limen.experiment.search_strategy import SearchStrategy
 
+__all__ = ["RandomStrategy", "random_value"]
+
 
 class RandomStrategy(SearchStrategy):
     """Uniform random proposals from the domain's current values (never exhausted).

@@ -17,6 +17,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "AUDIT_JSONL",
+    "CONVERGENCE_REPORT_JSON",
+    "CONVERGENCE_WARNING",
+    "METADATA_JSON",
+    "RESERVED_COLUMNS",
+    "RESULTS_CSV",
+    "ROUND_DATA_JSONL",
+    "WARNINGS",
+    "ResultsCsv",
+    "append_jsonl",
+    "csv_cell",
+    "read_csv_rows",
+    "read_json",
+    "read_jsonl",
+    "results_row",
+    "rewrite_csv",
+    "rewrite_jsonl",
+    "round_record",
+    "write_json_atomic",
+]
+
 try:
     import fcntl
 except ImportError:  # Windows: one process per directory there.

@@ -9,6 +9,8 @@ import numpy as np
 
 from limen.experiment.identity import value_token
 
+__all__ = ["RESERVED_RESULT_KEYS", "param_tokens", "scalar_metrics"]
+
 RESERVED_RESULT_KEYS = ("_preds", "_model", "models", "extras")
 
 

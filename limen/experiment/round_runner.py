@@ -72,6 +72,16 @@ from limen.experiment.walk_forward import trial_attrs as fold_attrs
 from limen.experiment.walk_forward import write_round_outputs
 from limen.utils.values import is_number, jsonable
 
+__all__ = [
+    "FEEDBACK_SEQ",
+    "FINISHED_SEQ",
+    "INTERVENTIONS_JSON",
+    "MAX_STORAGE_FAILURES",
+    "TARGET_POLL_S",
+    "TARGET_REAP_S",
+    "RoundRunner",
+]
+
 logger = logging.getLogger(__name__)
 
 # Rounds in a row that the database may fail (each re-queued) before the run gives up.

@@ -30,6 +30,13 @@ from limen.experiment.records import (
     write_json_atomic,
 )
 
+__all__ = [
+    "RoundWarnings",
+    "convergence_report",
+    "is_convergence_warning",
+    "write_convergence_report",
+]
+
 logger = logging.getLogger(__name__)
 
 _CONVERGENCE_TEXT = re.compile(r"\b(?:failed to|not) converge", re.IGNORECASE)

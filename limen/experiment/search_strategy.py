@@ -40,6 +40,16 @@ import pandas as pd
 from limen.experiment.param_domain import ParamDomain
 from limen.utils.validation import invalid
 
+__all__ = [
+    "PRUNER_REGISTRY",
+    "STRATEGY_REGISTRY",
+    "SearchStrategy",
+    "StrategyInfo",
+    "make_strategy",
+    "resolve_strategy_config",
+    "strategy_info",
+]
+
 
 @dataclass(frozen=True)
 class StrategyInfo:

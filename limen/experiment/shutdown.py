@@ -15,6 +15,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+__all__ = ["SHUTDOWN_GRACE_S", "SIGNALS", "Shutdown"]
+
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 60.0

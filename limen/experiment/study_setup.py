@@ -48,6 +48,24 @@ from limen.experiment.run_plan import RunPlan, make_run_strategy
 from limen.experiment.study_record import StudyRecord
 from limen.sfd.loader import check_source
 
+__all__ = [
+    "DEFAULT_FEEDBACK_INTERVAL",
+    "ROUND_FILES",
+    "check_resumable",
+    "create_study",
+    "existing_study",
+    "feedback_record",
+    "guard_fresh",
+    "metadata",
+    "restore_feedback_config",
+    "set_metric_names",
+    "strategy_record",
+    "study_attrs",
+    "validate_resume",
+    "worker_seed",
+    "write_metadata",
+]
+
 DEFAULT_FEEDBACK_INTERVAL = 100
 ROUND_FILES = (RESULTS_CSV, ROUND_DATA_JSONL)
 # How a fresh run starts: a new study, one replacing an unfinished creation, or taking over a

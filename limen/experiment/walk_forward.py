@@ -36,6 +36,23 @@ from limen.experiment import study_keys as keys
 from limen.experiment.records import write_json_atomic
 from limen.utils.values import is_number
 
+__all__ = [
+    "DECLARATION_KEY",
+    "FOLDS_ATTR",
+    "FOLDS_KEY",
+    "FOLD_RESULTS_CSV",
+    "RETURNS_KEY",
+    "TRIAL_RETURNS_PARQUET",
+    "WALK_FORWARD_JSON",
+    "Fold",
+    "WalkForward",
+    "combine_folds",
+    "fold_geometry",
+    "read_trial_returns",
+    "trial_attrs",
+    "write_round_outputs",
+]
+
 FOLD_RESULTS_CSV = "fold_results.csv"
 TRIAL_RETURNS_PARQUET = "trial_returns.parquet"
 FOLDS_KEY = "_folds"

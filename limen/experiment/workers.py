@@ -18,6 +18,8 @@ from limen.experiment.round_runner import RoundRunner
 from limen.experiment.round_warnings import write_convergence_report
 from limen.experiment.run_plan import RunPlan
 
+__all__ = ["run_workers"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -43,6 +43,18 @@ from limen.utils.values import is_number
 if TYPE_CHECKING:
     from limen.experiment.experiment_core import UniversalExperimentLoop
 
+__all__ = [
+    "CORRELATION_METHODS",
+    "DEFAULT_HEADS",
+    "EXPORT_FORMATS",
+    "LOG_CONSTRAINTS",
+    "RATE_WINDOW",
+    "STATES",
+    "Log",
+    "Progress",
+    "WorkerActivity",
+]
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEADS = (0.99, 0.75, 0.5, 0.25, 0.01)

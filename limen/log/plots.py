@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import optuna
 
+__all__ = ["PLOT_DPI", "PLOT_KINDS", "write_plot"]
+
 PLOT_DPI = 110
 
 

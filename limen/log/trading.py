@@ -24,6 +24,16 @@ from limen.experiment.walk_forward import FOLDS_KEY
 if TYPE_CHECKING:
     from limen.log.log import Log
 
+__all__ = [
+    "ID_COLUMNS",
+    "OUTLIER_MODES",
+    "confusion_metrics",
+    "experiment_backtest_results",
+    "experiment_confusion_metrics",
+    "prediction_frame",
+    "trading_outcomes",
+]
+
 logger = logging.getLogger(__name__)
 
 OUTLIER_MODES = ("filter", "winsor")

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["binary_labels", "check_length", "matching", "one_column", "y_test_array"]
+
 
 def y_test_array(data: Mapping[str, Any]) -> np.ndarray:
     """``data['y_test']`` as a non-empty 1-D array."""

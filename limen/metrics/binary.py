@@ -17,6 +17,8 @@ from sklearn.metrics import (
 
 from limen.metrics._inputs import binary_labels, check_length, matching, one_column, y_test_array
 
+__all__ = ["balanced_metric", "binary_metrics"]
+
 
 def binary_metrics(data: Mapping[str, Any], preds: Any, probs: Any = None) -> dict[str, float]:
     """Score 0/1 predictions against ``data['y_test']``.

@@ -16,6 +16,8 @@ from sklearn.metrics import (
 
 from limen.metrics._inputs import matching, y_test_array
 
+__all__ = ["continuous_metrics"]
+
 
 def continuous_metrics(data: Mapping[str, Any], preds: Any) -> dict[str, float]:
     """Score numeric predictions against ``data['y_test']``.

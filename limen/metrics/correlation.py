@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import kendalltau, rankdata
 
+__all__ = ["METHODS", "bootstrap_correlations", "rowwise_correlation"]
+
 METHODS = ("spearman", "pearson", "kendall")
 
 

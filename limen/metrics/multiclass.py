@@ -11,6 +11,8 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 
 from limen.metrics._inputs import check_length, matching, y_test_array
 
+__all__ = ["AVERAGES", "multiclass_metrics"]
+
 AVERAGES = ("macro", "micro", "weighted")
 """Accepted values of ``average``, as in scikit-learn's ``precision_score``."""
 

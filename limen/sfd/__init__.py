@@ -10,6 +10,7 @@ import importlib
 from types import ModuleType
 
 _SUBMODULES = ("foundational_sfd", "indicators", "loader", "results", "targets")
+__all__ = list(_SUBMODULES)
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -16,6 +16,20 @@ import pandas as pd
 
 from limen.utils.validation import Interval, validate_params
 
+__all__ = [
+    "atr",
+    "candle_shape",
+    "close_to_close_volatility",
+    "garman_klass_volatility",
+    "lags",
+    "order_flow_imbalance",
+    "parkinson_volatility",
+    "ppo",
+    "roc",
+    "rsi",
+    "volume_ratio",
+]
+
 
 def roc(df: pd.DataFrame, period: int, column: str = "close") -> pd.DataFrame:
     """Rate of change over ``period`` bars, as a fraction, in ``roc_{period}``."""

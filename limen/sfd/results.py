@@ -13,6 +13,8 @@ import numpy as np
 
 from limen.metrics import binary_metrics, continuous_metrics
 
+__all__ = ["binary_results", "regression_results"]
+
 
 def binary_results(data: Mapping[str, Any], model: Any, threshold: float = 0.5) -> dict[str, Any]:
     """Score a fitted classifier whose ``predict_proba`` gives the positive class in column 1.

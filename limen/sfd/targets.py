@@ -13,6 +13,8 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
+__all__ = ["BreakoutTarget", "QuantileBinaryTarget", "forward_excursion", "forward_return"]
+
 
 def forward_return(
     df: pd.DataFrame, shift: int = 1, column: str = "close", percent: bool = False

@@ -16,6 +16,8 @@ from typing import Any
 from limen.adapters.grid import GridCursor, GridSpace
 from limen.utils.validation import Interval, validate_params
 
+__all__ = ["ParamSpace"]
+
 
 class ParamSpace:
     """Draws distinct combinations of a parameter space, one dict per call.

@@ -19,6 +19,23 @@ from limen.experiment.identity import match_value, plain_value, value_key, value
 from limen.experiment.param_domain import Range
 from limen.utils.validation import Interval, invalid, validate_params
 
+__all__ = [
+    "ACTION_SUGGEST",
+    "PruningStrategy",
+    "check_bool",
+    "check_int",
+    "check_real",
+    "check_str",
+    "domain_value",
+    "is_listed",
+    "logged_params",
+    "metric_series",
+    "pair_key",
+    "removable",
+    "require_keys",
+    "value_groups",
+]
+
 ACTION_SUGGEST = "suggest"
 
 

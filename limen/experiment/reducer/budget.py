@@ -24,6 +24,8 @@ from limen.experiment.reducer.base import (
     value_groups,
 )
 
+__all__ = ["TRIM_STRATEGIES", "BudgetReducer"]
+
 TRIM_STRATEGIES = ("random", "worst_first")
 
 

@@ -30,6 +30,8 @@ from limen.experiment.reducer.base import (
 )
 from limen.metrics.correlation import bootstrap_correlations
 
+__all__ = ["METHODS", "CorrelationReducer", "bootstrap_correlation"]
+
 METHODS = ("spearman", "pearson", "kendall")
 
 

@@ -26,6 +26,8 @@ from limen.experiment.reducer.base import (
 from limen.experiment.reducer.filter_types import FILTER_KEEP_BETWEEN, FILTER_KEEP_VALUES
 from limen.utils.values import is_number
 
+__all__ = ["FocusReducer"]
+
 _JSON_VALUES = (str, int, float, bool, type(None))
 
 

@@ -14,6 +14,8 @@ from limen.experiment.reducer.focus import FocusReducer
 from limen.experiment.reducer.sanity import SanityReducer
 from limen.experiment.reducer.saturation import SaturationReducer
 
+__all__ = ["REDUCER_REGISTRY", "make_reducer", "make_reducers", "reducer_config"]
+
 REDUCER_REGISTRY: dict[str, type[PruningStrategy]] = {
     "budget": BudgetReducer,
     "correlation": CorrelationReducer,

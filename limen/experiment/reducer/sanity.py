@@ -23,6 +23,8 @@ from limen.experiment.reducer.base import (
     value_groups,
 )
 
+__all__ = ["SanityReducer"]
+
 
 class SanityReducer(PruningStrategy):
     """Remove values whose rounds miss the metric (failed, NaN) too often; flag other oddities.

@@ -20,6 +20,8 @@ from limen.experiment.reducer.base import (
 )
 from limen.experiment.reducer.filter_types import FILTER_SAMPLE
 
+__all__ = ["SaturationReducer"]
+
 
 class SaturationReducer(PruningStrategy):
     """Sample down values whose metric has saturated; undo it when they vary again.

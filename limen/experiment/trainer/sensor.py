@@ -42,6 +42,8 @@ from limen.experiment.trainer.sensor_file import (
 )
 from limen.utils.validation import StrOptions, validate_params
 
+__all__ = ["NULL_FEATURES", "VERSIONED_PACKAGES", "WARM_UP", "Sensor", "library_versions"]
+
 logger = logging.getLogger(__name__)
 
 WARM_UP = "warm-up"

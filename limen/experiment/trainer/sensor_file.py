@@ -42,6 +42,23 @@ from limen.experiment.trainer.errors import (
     SensorTrustError,
 )
 
+__all__ = [
+    "DIGEST",
+    "FORMATS",
+    "MAGIC",
+    "MAGIC_V1",
+    "PICKLE_PROTOCOL",
+    "SIGNATURE",
+    "STATE_KEYS",
+    "TRUSTED_CLASSES",
+    "TRUSTED_CLASS_MODULES",
+    "TRUSTED_MODULES",
+    "is_trusted",
+    "read_sensor_file",
+    "untrusted_types",
+    "write_sensor_file",
+]
+
 MAGIC = b"LIMEN-SENSOR 2\n"
 MAGIC_V1 = b"LIMEN-SENSOR 1\n"
 SKOPS, PICKLE = "skops", "pickle"

@@ -38,6 +38,16 @@ from limen.sfd.loader import check_source, recorded_sfd
 from limen.utils.validation import InstanceOf, Interval, Predicate, StrOptions, validate_params
 from limen.utils.values import is_number
 
+__all__ = [
+    "ABS_TOL",
+    "MIN_ID_PREFIX",
+    "REFIT_SPLIT",
+    "STOCHASTIC_REL_TOL",
+    "TRAINER_CONSTRAINTS",
+    "Trainer",
+    "compare_metrics",
+]
+
 logger = logging.getLogger(__name__)
 
 ABS_TOL = 1e-6

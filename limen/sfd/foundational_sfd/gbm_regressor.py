@@ -29,6 +29,8 @@ from limen.sfd.indicators import (
 from limen.sfd.results import regression_results
 from limen.sfd.targets import forward_return
 
+__all__ = ["FEATURES", "RANDOM_STATE", "gbm", "manifest", "params"]
+
 RANDOM_STATE = 42
 FEATURES = [
     "roc_1",

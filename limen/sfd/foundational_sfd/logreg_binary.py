@@ -28,6 +28,8 @@ from limen.sfd.indicators import (
 from limen.sfd.results import binary_results
 from limen.sfd.targets import QuantileBinaryTarget
 
+__all__ = ["RANDOM_STATE", "logreg", "manifest", "params"]
+
 RANDOM_STATE = 42
 
 

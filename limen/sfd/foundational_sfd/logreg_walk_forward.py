@@ -24,6 +24,8 @@ from limen.sfd.indicators import (
 )
 from limen.sfd.targets import QuantileBinaryTarget
 
+__all__ = ["HORIZON_BARS", "N_FOLDS", "TEST_BARS", "manifest", "params"]
+
 N_FOLDS = 4
 TEST_BARS = 300
 HORIZON_BARS = 12

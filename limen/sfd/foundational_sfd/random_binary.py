@@ -19,6 +19,8 @@ from limen.sfd.indicators import order_flow_imbalance, roc, rsi, volume_ratio
 from limen.sfd.results import binary_results
 from limen.sfd.targets import BreakoutTarget, QuantileBinaryTarget
 
+__all__ = ["RandomBinaryClassifier", "manifest", "params", "random_scores"]
+
 
 class RandomBinaryClassifier:
     """Predicts 1 for a random ``positive_rate`` share of rows, whatever the features."""
