@@ -15,7 +15,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from limen.adapters.storage import ATTEMPT_KEY
 from limen.experiment import study_keys as keys
-from limen.experiment.records import CONVERGENCE_WARNING, WARNINGS
 
 __all__ = [
     "ATTEMPT",
@@ -34,18 +33,26 @@ __all__ = [
     "round_row",
 ]
 
-ROUND_ID = "id"
-EXECUTION_TIME = "execution_time"
-ERROR_TYPE = "error_type"
-ERROR_MESSAGE = "error_message"
-TRACEBACK = "traceback"
+ROUND_ID = keys.ROUND_ID
+EXECUTION_TIME = keys.EXECUTION_TIME
+ERROR_TYPE = keys.ERROR_TYPE
+ERROR_MESSAGE = keys.ERROR_MESSAGE
+TRACEBACK = keys.TRACEBACK
 ATTEMPT = ATTEMPT_KEY
 INJECTED = keys.INJECTED
 PRIORITY = keys.PRIORITY
 REFUSED = keys.REFUSED
 
 FRAMEWORK_ATTRS = frozenset(
-    {ROUND_ID, EXECUTION_TIME, ERROR_TYPE, ERROR_MESSAGE, TRACEBACK, WARNINGS, CONVERGENCE_WARNING}
+    {
+        ROUND_ID,
+        EXECUTION_TIME,
+        ERROR_TYPE,
+        ERROR_MESSAGE,
+        TRACEBACK,
+        keys.WARNINGS,
+        keys.CONVERGENCE_WARNING,
+    }
 )
 
 
@@ -77,14 +84,14 @@ def round_row(trial: FrozenTrial, params: Mapping[str, Any]) -> dict[str, Any]:
     row.update(
         {
             ROUND_ID: trial.user_attrs.get(ROUND_ID),
-            "_round_index": trial.number,
-            "state": trial.state.name,
+            keys.ROUND_INDEX: trial.number,
+            keys.STATE: trial.state.name,
             EXECUTION_TIME: trial.user_attrs.get(EXECUTION_TIME),
         }
     )
     row.update(params)
-    row[WARNINGS] = trial.user_attrs.get(WARNINGS)
-    row[CONVERGENCE_WARNING] = trial.user_attrs.get(CONVERGENCE_WARNING)
+    row[keys.WARNINGS] = trial.user_attrs.get(keys.WARNINGS)
+    row[keys.CONVERGENCE_WARNING] = trial.user_attrs.get(keys.CONVERGENCE_WARNING)
     if trial.state == TrialState.FAIL:
         row[ERROR_TYPE] = trial.user_attrs.get(ERROR_TYPE)
         row[ERROR_MESSAGE] = trial.user_attrs.get(ERROR_MESSAGE)

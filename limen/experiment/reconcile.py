@@ -16,6 +16,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from limen.adapters import trials as trial_attrs
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import value_token
 from limen.experiment.records import (
     RESULTS_CSV,
@@ -99,8 +100,8 @@ def _csv_row(stored: StoredRound, context: Mapping[str, Any]) -> dict[str, Any]:
         params={**trial.params, **context},
         error_type=trial.user_attrs.get(trial_attrs.ERROR_TYPE) if failed else None,
         error_message=trial.user_attrs.get(trial_attrs.ERROR_MESSAGE) if failed else None,
-        warnings=trial.user_attrs.get(trial_attrs.WARNINGS),
-        convergence_warning=trial.user_attrs.get(trial_attrs.CONVERGENCE_WARNING),
+        warnings=trial.user_attrs.get(keys.WARNINGS),
+        convergence_warning=trial.user_attrs.get(keys.CONVERGENCE_WARNING),
     )
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from limen.experiment import study_keys as keys
+
 __all__ = [
     "AUDIT_JSONL",
     "CONVERGENCE_REPORT_JSON",
@@ -53,8 +55,8 @@ AUDIT_JSONL = "audit.jsonl"
 CONVERGENCE_REPORT_JSON = "convergence_report.json"
 
 # Per-round warning evidence: a column of results.csv and experiment_log, a trial user attr.
-WARNINGS = "_warnings"
-CONVERGENCE_WARNING = "_convergence_warning"
+WARNINGS = keys.WARNINGS
+CONVERGENCE_WARNING = keys.CONVERGENCE_WARNING
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -87,14 +89,14 @@ def csv_cell(value: Any) -> Any:
 # Columns results.csv and experiment_log hold for every round: no parameter may take these names.
 RESERVED_COLUMNS = frozenset(
     {
-        "id",
-        "_round_index",
-        "state",
-        "foreign",
-        "execution_time",
-        "error_type",
-        "error_message",
-        "traceback",
+        keys.ROUND_ID,
+        keys.ROUND_INDEX,
+        keys.STATE,
+        keys.FOREIGN,
+        keys.EXECUTION_TIME,
+        keys.ERROR_TYPE,
+        keys.ERROR_MESSAGE,
+        keys.TRACEBACK,
     }
 )
 
@@ -118,17 +120,17 @@ def results_row(
     whether one was a convergence warning (None: unknown, as for a failed round).
     """
     row: dict[str, Any] = {
-        "id": round_id,
-        "_round_index": number,
-        "state": state,
-        "execution_time": execution_time,
+        keys.ROUND_ID: round_id,
+        keys.ROUND_INDEX: number,
+        keys.STATE: state,
+        keys.EXECUTION_TIME: execution_time,
         **metrics,
         **params,
         WARNINGS: warnings,
         CONVERGENCE_WARNING: convergence_warning,
     }
     if error_type is not None:
-        row.update({"error_type": error_type, "error_message": error_message})
+        row.update({keys.ERROR_TYPE: error_type, keys.ERROR_MESSAGE: error_message})
     return row
 
 
@@ -136,7 +138,7 @@ def round_record(
     round_id: str | None, number: int, params: Mapping[str, Any], **extra: Any
 ) -> dict[str, Any]:
     """One ``round_data.jsonl`` record (predictions, alignment... go in ``extra``)."""
-    return {"round_id": round_id, "_round_index": number, "round_params": dict(params), **extra}
+    return {"round_id": round_id, keys.ROUND_INDEX: number, "round_params": dict(params), **extra}
 
 
 class ResultsCsv:
@@ -150,8 +152,8 @@ class ResultsCsv:
     (they stay in the study) with one warning per name.
     """
 
-    LEAD = ("id", "_round_index", "state", "execution_time")
-    TAIL = (WARNINGS, CONVERGENCE_WARNING, "error_type", "error_message")
+    LEAD = (keys.ROUND_ID, keys.ROUND_INDEX, keys.STATE, keys.EXECUTION_TIME)
+    TAIL = (WARNINGS, CONVERGENCE_WARNING, keys.ERROR_TYPE, keys.ERROR_MESSAGE)
 
     def __init__(self, path: Path, param_names: Sequence[str]) -> None:
         self.path = path

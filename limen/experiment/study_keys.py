@@ -12,10 +12,15 @@ __all__ = [
     "ATTEMPT",
     "CODEC",
     "CONTEXT_PARAMS",
+    "CONVERGENCE_WARNING",
     "DATA_FINGERPRINT",
+    "ERROR_MESSAGE",
+    "ERROR_TYPE",
+    "EXECUTION_TIME",
     "FEEDBACK",
     "FEEDBACK_STATE",
     "FOLDS",
+    "FOREIGN",
     "INJECTED",
     "NAMESPACE",
     "N_PERMUTATIONS",
@@ -26,14 +31,19 @@ __all__ = [
     "PRUNER",
     "REFUSED",
     "RETRY_OF",
+    "ROUND_ID",
+    "ROUND_INDEX",
     "SEARCH_STATE",
     "SEQUENCE_PREFIX",
     "SFD_MODULE",
     "SFD_SOURCE_HASH",
     "SPACE_HASH",
+    "STATE",
     "STRATEGY",
     "TEST_MODE",
+    "TRACEBACK",
     "VERSION",
+    "WARNINGS",
 ]
 
 #: Every key Limen writes starts with this; others (metrics, Optuna's own) never do.
@@ -71,3 +81,17 @@ FOLDS = NAMESPACE + "folds"
 # Trial system attrs: who runs a round, and which attempt a retry repeats.
 OWNER = NAMESPACE + "owner"
 RETRY_OF = NAMESPACE + "retry_of"
+
+# Trial user attrs a round shows under plain names, which are also columns of results.csv and
+# of the experiment log (with the trial number, state and the foreign flag): no parameter or
+# metric may take these names.
+ROUND_ID = "id"
+ROUND_INDEX = "_round_index"
+STATE = "state"
+FOREIGN = "foreign"
+EXECUTION_TIME = "execution_time"
+ERROR_TYPE = "error_type"
+ERROR_MESSAGE = "error_message"
+TRACEBACK = "traceback"
+WARNINGS = "_warnings"
+CONVERGENCE_WARNING = "_convergence_warning"

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.trials import ROUND_ID, is_finished_round, metric_attrs, round_row
 from limen.errors import InvalidParameterError
+from limen.experiment import study_keys as keys
 from limen.experiment.identity import round_id, space_hash, value_key
 from limen.experiment.study_record import StudyRecord
 
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: The ``experiment_log`` column that marks a trial Limen did not write.
-FOREIGN = "foreign"
+FOREIGN = keys.FOREIGN
 DIRECTIONS = ("maximize", "minimize")
 
 
