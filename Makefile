@@ -37,8 +37,12 @@ run: $(RUN_STAMP)
 	rm -rf $(DEMO_DIR)
 	$(BIN)/limen run --sfd logreg_binary --test-mode -n 50 --experiment-dir $(DEMO_DIR)
 
+# Three test processes (pytest-xdist) on two cores: many tests wait on a subprocess or a
+# database, so a third keeps the cores busy. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
+
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 $(OLDEST_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)
