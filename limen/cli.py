@@ -294,7 +294,7 @@ def command_worker(args: argparse.Namespace) -> int:
             f"No study {name!r} in {redact_url(url)}: create it first with `limen run ... "
             "--jobs 0` (or check --study and --storage)."
         )
-    attrs = _study_attrs(_resolve(url, name, read_only=True))
+    attrs = _resolve(url, name, read_only=True).load_study().user_attrs
     loop = UniversalExperimentLoop(
         sfd=_user_sfd(args, attrs),
         test_mode=StudyRecord.from_attrs(attrs).test_mode,
@@ -358,7 +358,7 @@ def command_resume(args: argparse.Namespace) -> int:
             f"{directory} holds no Limen experiment (no metadata.json). If a start-up there was "
             "interrupted, run the same `limen run` command again: it continues the study."
         )
-    attrs = _study_attrs(located)
+    attrs = located.load_study().user_attrs
     record = StudyRecord.from_attrs(attrs)
     target = args.n_permutations or record.n_permutations or located.metadata.get("n_permutations")
     if not isinstance(target, int) or isinstance(target, bool):
@@ -406,11 +406,6 @@ def _resolve(
     from limen.experiment.experiment_source import resolve_experiment
 
     return resolve_experiment(source, study, storage=storage, read_only=read_only)
-
-
-def _study_attrs(source: ExperimentSource) -> dict[str, Any]:
-    """The user attrs of the study ``source`` names (a missing study raises a ``LimenError``)."""
-    return source.load_study().user_attrs
 
 
 def _user_sfd(args: argparse.Namespace, attrs: dict[str, Any]) -> Any:
@@ -608,7 +603,7 @@ def command_train(args: argparse.Namespace) -> int:
             "is only written signed with a secret key."
         )
     source = _experiment(args, read_only=True)
-    sfd = _user_sfd(args, _study_attrs(source))
+    sfd = _user_sfd(args, source.load_study().user_attrs)
     trainer = Trainer(source, sfd=sfd, force=args.force)
     ids = args.ids or trainer.best(args.best, args.metric, args.direction)
     for skipped in trainer.skipped:

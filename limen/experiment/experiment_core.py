@@ -112,12 +112,7 @@ class UniversalExperimentLoop:
         )
         self.save_artifacts = save_artifacts
         if storage is not None:
-            try:
-                validate_storage_url(storage)
-            except InvalidParameterError:
-                raise
-            except ValueError as exc:
-                raise InvalidParameterError(str(exc)) from None
+            validate_storage_url(storage)
         self.sfd = sfd
         self.sfd_name = getattr(sfd, "__name__", type(sfd).__name__)
         self.test_mode = test_mode

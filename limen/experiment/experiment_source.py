@@ -271,10 +271,7 @@ def checked_storage_url(url: str) -> str:
         InvalidParameterError: it is not a URL of an SQLite, PostgreSQL or MySQL database.
     """
     check_not_redacted(url, "the experiment")
-    try:
-        return validate_storage_url(url)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(str(exc)) from None
+    return validate_storage_url(url)
 
 
 def _sqlite_file(url: str) -> Path | None:

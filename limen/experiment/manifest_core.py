@@ -711,7 +711,7 @@ class Manifest:
         if self._objective is None or len(self._objective) != 1 or not is_reporting():
             return
         value = metrics.get(self._objective[0][0])
-        if is_number(value) and math.isfinite(value):
+        if is_number(value, finite=True):
             report(float(value), step=fold)
 
     # Internals ----------------------------------------------------------------------------

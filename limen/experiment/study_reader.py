@@ -9,7 +9,6 @@ the Trainer skips it with that message instead of failing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from limen.errors import InvalidParameterError
 from limen.experiment import study_keys as keys
 from limen.experiment.identity import round_id, space_hash, value_key
 from limen.experiment.study_record import StudyRecord
+from limen.utils.values import is_number
 
 __all__ = [
     "DIRECTIONS",
@@ -172,10 +172,10 @@ def rank_rounds(rounds: Iterable[StoredRound], metric: str, direction: str) -> l
     """Completed rounds with a finite ``metric``, best first (ties by trial number)."""
     sign = -1.0 if direction == "maximize" else 1.0
     scored = [
-        (sign * value, stored.number, stored)
+        (sign * float(value), stored.number, stored)
         for stored in rounds
         if stored.trial.state == TrialState.COMPLETE
-        and (value := _finite(stored.metrics.get(metric))) is not None
+        and is_number(value := stored.metrics.get(metric), finite=True)
     ]
     return [stored for _, _, stored in sorted(scored, key=lambda item: item[:2])]
 
@@ -240,9 +240,3 @@ def _outside(stored: Mapping[str, Any], described: Mapping[str, Any] | None) -> 
         if tokens is not None and value_key(value) not in {value_key(t) for t in tokens}:
             return f"{name}={value!r} is not one of the parameter's values {tokens!r}."
     return None
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None

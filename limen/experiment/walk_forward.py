@@ -156,7 +156,7 @@ def combine_folds(fold_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if all(is_number(value) or value is None for value in values) and any(
             is_number(value) for value in values
         ):
-            finite = [float(v) for v in values if is_number(v) and math.isfinite(float(v))]
+            finite = [float(v) for v in values if is_number(v, finite=True)]
             combined[name] = float(np.mean(finite)) if finite else float("nan")
         else:
             combined[name] = values[0] if all(v == values[0] for v in values) else None
