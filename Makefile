@@ -40,9 +40,12 @@ run: $(RUN_STAMP)
 # Three test processes (pytest-xdist) on two cores: many tests wait on a subprocess or a
 # database, so a third keeps the cores busy. PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= 3
+# One BLAS/OpenMP thread per test process: the processes already fill the cores, and idle BLAS
+# threads spin waiting for work, taking CPU from the other processes.
+TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
+	$(TEST_THREADS) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 $(OLDEST_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)
@@ -52,7 +55,7 @@ $(OLDEST_STAMP): pyproject.toml
 
 test-oldest: $(OLDEST_STAMP)
 	$(OLDEST)/bin/python -c "import optuna; assert optuna.__version__ == '$(OPTUNA_OLDEST)', optuna.__version__"
-	$(OLDEST)/bin/python -m pytest -q $(OLDEST_TESTS)
+	$(TEST_THREADS) $(OLDEST)/bin/python -m pytest -q $(OLDEST_TESTS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -533,6 +533,32 @@ def test_a_plain_optuna_study_continues_through_limen(storage_url: str) -> None:
     storage.engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("revision", "advice"),
+    [("v3.0.0.a", "optuna storage upgrade"), ("v99.0.0.a", "pip install -U optuna")],
+    ids=["older schema", "newer schema"],
+)
+def test_a_database_at_another_schema_revision_gets_optunas_own_error(
+    sqlite_url: str, revision: str, advice: str
+) -> None:
+    # Limen reads Optuna's newest revision once a process instead of on every open; a database
+    # at any other revision must still be refused exactly as plain Optuna refuses it.
+    LimenStorage(sqlite_url).engine.dispose()
+    engine = sqlalchemy.create_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text("UPDATE alembic_version SET version_num = :v"), {"v": revision}
+        )
+    engine.dispose()
+    with pytest.raises(RuntimeError, match=advice) as plain:
+        RDBStorage(sqlite_url)
+    with pytest.raises(RuntimeError) as limen:
+        LimenStorage(sqlite_url)
+    assert str(limen.value) == str(plain.value)
+    with pytest.raises(RuntimeError, match=advice):
+        open_storage(sqlite_url)
+
+
 def test_limen_reads_what_plain_optuna_reads(storage_url: str, storage: LimenStorage) -> None:
     study_id = storage.create_new_study([StudyDirection.MINIMIZE, StudyDirection.MAXIMIZE], "mo")
     trial_id, _ = storage.create_running_trial(study_id, INTERNAL, DISTRIBUTIONS, {"a": [1, None]})

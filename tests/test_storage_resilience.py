@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,6 +28,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 import toy_sfd
+from children import run_script
 from limen.adapters.leases import STORAGE_ERROR
 from limen.adapters.storage import LimenStorage
 from limen.adapters.trials import ATTEMPT, ERROR_TYPE, ROUND_ID, is_finished_round
@@ -282,7 +281,7 @@ def interrupted_start_up(directory: Path, url: str, name: str, step: str, sig: s
         storage=url,
         name=name,
     )
-    child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    child = run_script(script)
     assert child.returncode != 0, "the start-up was not interrupted"
 
 
@@ -470,8 +469,8 @@ def test_limen_run_again_continues_a_start_up_killed_at_each_step(
     if backend == "postgres":
         args += ["--storage", request.getfixturevalue("empty_postgres_url")]
     script = CLI_STARTUP.format(step=STEPS[step], args=args)
-    child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
+    child = run_script(script)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert main(args) == 0
     url = args[-1] if backend == "postgres" else "sqlite:///exp/study.db"
     assert_exact_study(url, "exp", 3)

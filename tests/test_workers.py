@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +14,7 @@ import yaml
 from optuna.trial import TrialState
 
 import worker_sfd
+from children import run_cli, run_script, start_script
 from limen.adapters import leases
 from limen.adapters.trials import ATTEMPT, ROUND_ID, is_finished_round
 from limen.cli import main, status_report
@@ -147,14 +145,14 @@ def test_a_worker_killed_mid_round_has_its_round_run_by_another(
         "experiment_dir=sys.argv[1], storage=sys.argv[2], objective='score')\n"
         "loop.work(sys.argv[3], progress_bar=False)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "LIMEN_TEST_ROUND_S": "0.4"}
-    command = [sys.executable, "-c", script, str(directory), postgres_url, unique_study_name]
-    victim = subprocess.Popen(command, env=env)
+    argv = [str(directory), postgres_url, unique_study_name]
+    # The victim holds its first round until it is killed; the survivor runs every round.
+    victim = start_script(script, *argv, env={"LIMEN_TEST_HOLD_AFTER": "0"})
     assert _wait_for_heartbeat(postgres_url, unique_study_name, victim.pid).running == 1
     running = _wait_for_running_round(postgres_url, unique_study_name, victim.pid)
-    victim.send_signal(signal.SIGKILL)
+    victim.kill()
     victim.wait()
-    survivor = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    survivor = run_script(script, *argv)
     assert survivor.returncode == 0, survivor.stderr
 
     trials = study_trials(postgres_url, unique_study_name)
@@ -280,8 +278,8 @@ def test_resume_auto_continues_a_run_killed_mid_round_and_then_has_nothing_to_do
         "experiment_dir=sys.argv[1], objective='score')\n"
         "loop.run('exp', n_permutations=6, resume='auto', progress_bar=False)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "LIMEN_TEST_ROUND_S": "0.3"}
-    victim = subprocess.Popen([sys.executable, "-c", script, str(directory)], env=env)
+    # The victim finishes two rounds and holds its third until it is killed.
+    victim = start_script(script, str(directory), env={"LIMEN_TEST_HOLD_AFTER": "2"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if (directory / "metadata.json").exists():
@@ -289,7 +287,9 @@ def test_resume_auto_continues_a_run_killed_mid_round_and_then_has_nothing_to_do
             if len(finished_ids(trials)) >= 2 and trials[-1].state == TrialState.RUNNING:
                 break
         time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
+    else:
+        raise AssertionError("the victim never held its third round")
+    victim.kill()
     victim.wait()
 
     log = make_loop(directory, None).run("exp", n_permutations=6, resume="auto", progress_bar=False)
@@ -374,27 +374,21 @@ def test_worker_with_another_sfd_is_refused_and_writes_nothing(tmp_path, capsys)
 def test_cli_jobs_zero_then_a_worker_from_a_new_directory(
     postgres_url, tmp_path, unique_study_name
 ):
-    created = subprocess.run(
-        [sys.executable, "-m", "limen.cli", "run", "--sfd", "logreg_binary", "--test-mode",
-         "-n", "4", "--storage", postgres_url, "--name", unique_study_name,
-         "--experiment-dir", str(tmp_path / "exp"), "--jobs", "0", "--no-progress"],
-        capture_output=True, text=True, cwd=tmp_path,
+    created = run_cli(
+        "run", "--sfd", "logreg_binary", "--test-mode", "-n", "4", "--storage", postgres_url,
+        "--name", unique_study_name, "--experiment-dir", str(tmp_path / "exp"), "--jobs", "0",
+        "--no-progress", cwd=tmp_path,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert study_trials(postgres_url, unique_study_name) == []
-    worked = subprocess.run(
-        [sys.executable, "-m", "limen.cli", "worker", "--storage", postgres_url, "--study",
-         unique_study_name, "--experiment-dir", str(tmp_path / "other"), "--no-progress"],
-        capture_output=True, text=True, cwd=tmp_path,
+    worked = run_cli(
+        "worker", "--storage", postgres_url, "--study", unique_study_name,
+        "--experiment-dir", str(tmp_path / "other"), "--no-progress", cwd=tmp_path,
     )  # fmt: skip
     assert worked.returncode == 0, worked.stderr
     assert len(finished_ids(study_trials(postgres_url, unique_study_name))) == 4
     assert json.loads((tmp_path / "other/metadata.json").read_text())["n_permutations"] == 4
-    status = subprocess.run(
-        [sys.executable, "-m", "limen.cli", "status", str(tmp_path / "other"),
-         "--storage", postgres_url],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    status = run_cli("status", str(tmp_path / "other"), "--storage", postgres_url, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "4 of 4" in status.stdout
 

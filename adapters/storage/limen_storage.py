@@ -77,6 +77,7 @@ from limen.adapters.storage.optuna_internals import (
     MAX_INDEXED_STRING_LENGTH,
     NOT_FOUND_MSG,
     TRIALS,
+    check_schema_version,
     unwrap_storage,
 )
 from limen.adapters.storage.retries import (
@@ -171,8 +172,16 @@ class LimenStorage(RDBStorage):
         validate_storage_url(url)
         self._read_only = read_only
         self._sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
+        check_schema = not kwargs.pop("skip_compatibility_check", False)
         try:
-            super().__init__(url, engine_kwargs=engine_options(url, engine_kwargs), **kwargs)
+            super().__init__(
+                url,
+                engine_kwargs=engine_options(url, engine_kwargs),
+                skip_compatibility_check=True,
+                **kwargs,
+            )
+            if check_schema:
+                check_schema_version(self)
         except BaseException:
             # A storage that failed to open keeps no connection (nor a file handle) open.
             engine = getattr(self, "engine", None)

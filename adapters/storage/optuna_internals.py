@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from sqlalchemy import MetaData, Table
 
@@ -31,6 +31,7 @@ __all__ = [
     "TRIAL_SYSTEM_ATTRS",
     "TRIAL_USER_ATTRS",
     "TRIAL_VALUES",
+    "check_schema_version",
     "intermediate_from_stored",
     "intermediate_to_stored",
     "unwrap_storage",
@@ -68,3 +69,22 @@ def unwrap_storage(storage: BaseStorage) -> Any:
     storage in ``_backend``.
     """
     return getattr(storage, "_backend", storage)
+
+
+# Optuna's newest schema revision, read from its migration scripts the first time it is needed.
+_head_revision: str | None = None
+
+
+def check_schema_version(storage: RDBStorage) -> None:
+    """Optuna's schema compatibility check, reading Optuna's migration scripts once a process.
+
+    ``RDBStorage`` re-reads every migration script on each open to learn the newest revision, which
+    is most of the cost of opening a storage. That revision belongs to the installed Optuna, so it
+    is kept; a database at any other revision gets Optuna's own check and its own error.
+    """
+    global _head_revision
+    manager = storage._version_manager
+    if _head_revision is None:
+        _head_revision = manager.get_head_version()
+    if manager.get_current_version() != _head_revision:
+        manager.check_table_schema_compatibility()

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import TimeSeriesSplit
 
 from limen.experiment import study_keys as keys
 from limen.experiment.records import write_json_atomic
@@ -111,6 +110,10 @@ def fold_geometry(n_rows: int, config: WalkForward, train: float, val: float) ->
             f"{needed - 1} bars; the data has {n_rows}. Use more data or fewer/shorter folds."
         )
     first_pool = n_rows - config.n_folds * config.test_bars - config.purge_bars
+    # Imported here: scikit-learn takes seconds to import, and readers of results (limen status,
+    # Log) import this module for its keys without ever splitting data.
+    from sklearn.model_selection import TimeSeriesSplit
+
     splitter = TimeSeriesSplit(
         n_splits=config.n_folds,
         test_size=config.test_bars,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from limen.experiment.backtest import DEFAULT_COST_BPS, backtest, forward_returns
 from limen.experiment.records import ROUND_DATA_JSONL, read_jsonl
@@ -167,11 +166,21 @@ def confusion_metrics(
         "tp_count": len(tp),
         "fp_count": len(fp),
         "tp_fp_cohen_d": _cohen_d(tp, fp),
-        "tp_fp_ks": float(stats.ks_2samp(tp, fp).statistic) if len(tp) and len(fp) else None,
+        "tp_fp_ks": _ks_statistic(tp, fp),
         "x_name": x,
         "n_kept": len(kept),
     }
     return pd.DataFrame([row])
+
+
+def _ks_statistic(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The two-sample Kolmogorov-Smirnov statistic, or None when a side is empty."""
+    if not (len(a) and len(b)):
+        return None
+    # scipy.stats takes about a second to import: only the confusion metrics need it.
+    from scipy import stats
+
+    return float(stats.ks_2samp(a, b).statistic)
 
 
 def _cohen_d(first: np.ndarray, second: np.ndarray) -> float | None:

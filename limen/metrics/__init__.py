@@ -1,7 +1,29 @@
-"""Result-dict builders for SFD models: scalar metrics on the test split of a data_dict."""
+"""Result-dict builders for SFD models: scalar metrics on the test split of a data_dict.
 
-from limen.metrics.binary import balanced_metric, binary_metrics
-from limen.metrics.continuous import continuous_metrics
-from limen.metrics.multiclass import multiclass_metrics
+Names are imported on first use: they need scikit-learn's metrics, which readers of results
+(``limen status``, ``Log``) that only reach ``limen.metrics.correlation`` should not import.
+"""
 
-__all__ = ["balanced_metric", "binary_metrics", "continuous_metrics", "multiclass_metrics"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "balanced_metric": "limen.metrics.binary",
+    "binary_metrics": "limen.metrics.binary",
+    "continuous_metrics": "limen.metrics.continuous",
+    "multiclass_metrics": "limen.metrics.multiclass",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'limen.metrics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import kendalltau, rankdata
 
 __all__ = ["METHODS", "bootstrap_correlations", "rowwise_correlation"]
 
@@ -19,6 +18,9 @@ def rowwise_correlation(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray
         raise ValueError(
             f"The 'method' parameter must be one of {list(METHODS)}. Got {method!r} instead."
         )
+    # scipy.stats takes about a second to import: readers that never rank should not pay it.
+    from scipy.stats import kendalltau, rankdata
+
     if method == "kendall":
         return np.array([kendalltau(a, b).statistic for a, b in zip(x, y, strict=True)], float)
     if method == "spearman":

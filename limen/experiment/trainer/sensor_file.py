@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import skops.io
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
@@ -140,7 +139,7 @@ def read_sensor_file(
             "them (CLI: limen predict --trust TYPE).",
             refused,
         )
-    return _state(path, lambda data: skops.io.loads(data, trusted=types), payload)
+    return _state(path, lambda data: _skops_io().loads(data, trusted=types), payload)
 
 
 def untrusted_types(path: Path, *, key: bytes | str | None = None) -> list[str]:
@@ -169,6 +168,14 @@ def is_trusted(name: str) -> bool:
     return inspect.isclass(obj) or (module in TRUSTED_MODULES and inspect.isfunction(obj))
 
 
+def _skops_io() -> Any:
+    """``skops.io``, imported when a Sensor is first saved or loaded: importing it lists every
+    scikit-learn estimator (seconds), which runs and commands that never touch a Sensor skip."""
+    import skops.io
+
+    return skops.io
+
+
 def _payload(state: Mapping[str, Any], key: bytes | str | None, format: str) -> bytes:
     if format == PICKLE:
         if key is None:
@@ -184,7 +191,7 @@ def _payload(state: Mapping[str, Any], key: bytes | str | None, format: str) -> 
             f"{format!r} instead."
         )
     try:
-        return skops.io.dumps(dict(state))
+        return _skops_io().dumps(dict(state))
     except Exception as exc:
         raise InvalidParameterError(
             f"The Sensor holds an object that skops cannot store ({type(exc).__name__}: {exc}). "
@@ -264,7 +271,7 @@ def _types_of(path: Path, payload: bytes) -> list[str]:
 
 def _body_types(payload: bytes) -> list[str]:
     """Every type a skops archive names beyond skops's own trusted defaults (read, not run)."""
-    return sorted(skops.io.get_untrusted_types(data=payload))
+    return sorted(_skops_io().get_untrusted_types(data=payload))
 
 
 def _state(path: Path, decode: Any, payload: bytes) -> dict[str, Any]:
