@@ -24,7 +24,7 @@ import traceback
 import weakref
 from pathlib import Path
 
-__all__ = ["Child", "run_cli", "run_script", "start_script"]
+__all__ = ["CONTEXT", "Child", "run_cli", "run_script", "start_script"]
 
 # What the children of these tests import; the server imports it once, before its first fork.
 PRELOAD = [
@@ -48,8 +48,9 @@ PRELOAD = [
     "worker_sfd",
 ]
 
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(PRELOAD)
+# For tests that need multiprocessing's own objects (a Pool, a Manager) with the same children.
+CONTEXT = multiprocessing.get_context("forkserver")
+CONTEXT.set_forkserver_preload(PRELOAD)
 
 
 def _run(script: str, argv: list[str], env: dict[str, str], cwd: str, out: Path, err: Path):
@@ -140,7 +141,7 @@ def start_script(
     out, err = folder / "stdout", folder / "stderr"
     environment = {**os.environ, **(env or {})}
     folder_name = str(cwd if cwd is not None else Path.cwd())
-    process = _context.Process(
+    process = CONTEXT.Process(
         target=_run, args=(script, list(argv), environment, folder_name, out, err)
     )
     process.start()

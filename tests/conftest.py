@@ -28,23 +28,19 @@ from pathlib import Path
 
 import pytest
 from optuna.storages import RDBStorage
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect
 
 from databases import MYSQL_ENV, POSTGRES_ENV, scratch_database, server_url
 from limen.adapters.storage.optuna_internals import METADATA
 
 
-def _empty_optuna_tables(url: str) -> str:
+def _empty_optuna_tables(engine: Engine, url: str) -> str:
     """Delete every row of Optuna's data tables (schema and version rows stay); return ``url``."""
-    engine = create_engine(url)
-    try:
-        existing = set(inspect(engine).get_table_names())
-        with engine.begin() as conn:
-            for table in reversed(METADATA.sorted_tables):
-                if table.name in existing and table.name != "version_info":
-                    conn.execute(table.delete())
-    finally:
-        engine.dispose()
+    existing = set(inspect(engine).get_table_names())
+    with engine.begin() as conn:
+        for table in reversed(METADATA.sorted_tables):
+            if table.name in existing and table.name != "version_info":
+                conn.execute(table.delete())
     return url
 
 
@@ -77,16 +73,33 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    # One engine for the session's emptying: a new engine's first connection costs dialect
+    # set-up queries, which every test would otherwise pay again. Tests kill connections, so
+    # each checkout is pinged first.
+    engine = create_engine(postgres_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _mysql_engine(mysql_url: str) -> Iterator[Engine]:
+    engine = create_engine(mysql_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def empty_postgres_url(postgres_url: str) -> str:
+def empty_postgres_url(postgres_url: str, _postgres_engine: Engine) -> str:
     """``postgres_url`` with no study in it: Optuna's tables are emptied before the test."""
-    return _empty_optuna_tables(postgres_url)
+    return _empty_optuna_tables(_postgres_engine, postgres_url)
 
 
 @pytest.fixture
-def empty_mysql_url(mysql_url: str) -> str:
+def empty_mysql_url(mysql_url: str, _mysql_engine: Engine) -> str:
     """``mysql_url`` with no study in it: Optuna's tables are emptied before the test."""
-    return _empty_optuna_tables(mysql_url)
+    return _empty_optuna_tables(_mysql_engine, mysql_url)
 
 
 @pytest.fixture(

@@ -10,8 +10,6 @@ import io
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +24,7 @@ import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from children import start_script
 from limen.adapters.artifacts import (
     MODEL_CARD_JSON,
     PREDICTIONS_CSV,
@@ -222,13 +221,7 @@ loop.run("live", n_permutations=int(sys.argv[2]), seed=3, progress_bar=False)
 @pytest.mark.slow
 def test_a_dashboard_beside_a_running_experiment_does_not_disturb_it(tmp_path):
     directory, rounds = tmp_path / "live", 30
-    experiment = subprocess.Popen(
-        [sys.executable, "-c", LIVE_EXPERIMENT, str(directory), str(rounds)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    experiment = start_script(LIVE_EXPERIMENT, str(directory), str(rounds), cwd=tmp_path)
     seen: list[int] = []
     try:
         app = study_id = None
@@ -241,10 +234,11 @@ def test_a_dashboard_beside_a_running_experiment_does_not_disturb_it(tmp_path):
                 continue
             seen.append(len(get_json(app, f"/api/studies/{study_id}")["trials"]))
             get_json(app, "/api/studies")
-        _, stderr = experiment.communicate(timeout=120)
+        experiment.wait(timeout=120)
     finally:
         if experiment.poll() is None:
             experiment.kill()
+    stderr = experiment.stderr
     assert experiment.returncode == 0, stderr
     assert "locked" not in stderr
     # The dashboard read the study while rounds were being written, and saw them arrive.

@@ -1,15 +1,15 @@
 """Many worker processes writing one study at once, on SQLite, PostgreSQL and MySQL/MariaDB.
 
-Each worker is a separate process (``spawn``), as a fleet of Limen workers on one machine or on
-several would be. The workers start together behind a barrier; afterwards the study is read back
-with plain Optuna to check that every trial number and every sequence position was handed out
-exactly once, with no gap, and that every row of every round is present.
+Each worker is a separate process (forked from a server that has imported Limen and Optuna
+already, see ``children.py``), as a fleet of Limen workers on one machine or on several would
+be. The workers start together behind a barrier; afterwards the study is read back with plain
+Optuna to check that every trial number and every sequence position was handed out exactly
+once, with no gap, and that every row of every round is present.
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 from collections.abc import Iterator
 from multiprocessing.pool import Pool
 from typing import Any
@@ -21,6 +21,7 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from children import CONTEXT
 from limen.adapters.storage import LimenStorage
 
 pytestmark = pytest.mark.slow
@@ -119,8 +120,7 @@ def _optuna_worker(url: str, study_name: str, worker: int, barrier: Any) -> None
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[tuple[Pool, Any]]:
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, context.Pool(N_WORKERS) as workers:
+    with CONTEXT.Manager() as manager, CONTEXT.Pool(N_WORKERS) as workers:
         yield workers, manager
         workers.close()
         workers.join()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -150,6 +151,27 @@ def test_an_edited_sfd_is_detected_by_its_source_hash(tmp_path, monkeypatch):
         Trainer(directory, sfd=edited_sfd, force=True).train(list(loop.experiment_log["id"]))
     assert error.value.causes[0].startswith("detected: the SFD was edited since the run")
     assert str(sfd_file) in str(error.value)
+
+
+def test_an_sfd_edited_within_the_second_runs_its_new_code(tmp_path, monkeypatch):
+    # Python reuses cached bytecode while a file keeps its size and modification second: an SFD
+    # file is always compiled from its current source, so the code that runs is the one hashed.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    sfd = (
+        "def params():\n    return {'x': [1, 2]}\n\n"
+        "def prep(data, round_params):\n    return {}\n\n"
+        "def model(data, round_params):\n    return {'score': SPLIT}\n\n"
+        "SPLIT = 8\n"
+    )
+    sfd_file = tmp_path / "quick_edit_sfd.py"
+    sfd_file.write_text(sfd, encoding="utf-8")
+    stamp = sfd_file.stat().st_mtime_ns
+    assert load_sfd(str(sfd_file)).SPLIT == 8
+    sfd_file.write_text(sfd.replace("SPLIT = 8", "SPLIT = 6"), encoding="utf-8")
+    os.utime(sfd_file, ns=(stamp, stamp))
+    monkeypatch.delitem(sys.modules, "quick_edit_sfd")
+    assert load_sfd(str(sfd_file)).SPLIT == 6
+    assert not (tmp_path / "__pycache__").exists()
 
 
 def test_an_unknown_round_id_is_a_clear_error(trained):

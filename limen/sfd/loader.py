@@ -117,6 +117,18 @@ def _import_module(name: str) -> ModuleType:
         raise _failure(name, exc) from exc
 
 
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Runs an SFD file as it is now, never from cached bytecode.
+
+    Python trusts a cached ``.pyc`` while the source keeps its size and its modification second;
+    an SFD edited within that second (a one-character change of a number, say) would otherwise
+    run its old code while its source hash names the new one.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def _load_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise SFDLoadError(
@@ -124,7 +136,10 @@ def _load_file(path: Path) -> ModuleType:
             path=str(path),
         )
     module_name = path.stem
-    spec = importlib.util.spec_from_file_location(module_name, path.resolve())
+    resolved = str(path.resolve())
+    spec = importlib.util.spec_from_file_location(
+        module_name, resolved, loader=_SourceOnlyLoader(module_name, resolved)
+    )
     if spec is None or spec.loader is None:
         raise SFDLoadError(
             f"SFD file {str(path)!r} cannot be imported as a Python module.", path=str(path)
