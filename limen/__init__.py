@@ -5,8 +5,7 @@ Names are imported on first use, so ``import limen`` is cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from limen.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -28,13 +27,4 @@ _SUBMODULES = ("adapters", "data", "experiment", "log", "metrics", "sfd", "utils
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"limen.{name}")
-    raise AttributeError(f"module 'limen' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__, *_SUBMODULES])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)

@@ -6,8 +6,7 @@ Optuna-backed adapters can import the plain-Python ports from here without a cyc
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from limen.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "UniversalExperimentLoop": "limen.experiment.experiment_core",
@@ -46,11 +45,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'limen.experiment' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ scikit-learn and skops, which commands that only catch these errors should not p
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from limen.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "MetricMismatch": "limen.experiment.trainer.errors",
@@ -23,11 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'limen.experiment.trainer' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
