@@ -389,3 +389,27 @@ def test_a_run_on_a_bad_storage_raises_a_typed_error_and_writes_nothing(
     _assert_one_safe_line(error.value, url)
     assert _files(tmp_path) == listing
     assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
+
+
+def test_a_study_at_an_older_optuna_schema_is_one_line_naming_the_upgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiment = tmp_path / "exp"
+    run = ["run", "--sfd", "logreg_binary", "--test-mode", "-n", "2", "--no-progress",
+           "--experiment-dir", str(experiment)]  # fmt: skip
+    assert main(run) == 0
+    url = f"sqlite:///{experiment / 'study.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'v3.0.0.a'")
+    engine.dispose()
+    capsys.readouterr()
+    before = (experiment / "study.db").read_bytes()
+
+    code = main(["resume", str(experiment), "-n", "4", "--no-progress"])
+
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_USAGE
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "optuna storage upgrade" in err
+    assert (experiment / "study.db").read_bytes() == before

@@ -31,12 +31,14 @@ from sqlalchemy.engine import make_url
 from limen.adapters.storage import (
     MAX_ATTEMPTS,
     LimenStorage,
+    StorageSchemaError,
     default_storage_url,
     open_storage,
     redact_url,
     sqlite_path,
     validate_storage_url,
 )
+from limen.errors import LimenError
 
 DISTRIBUTIONS = {
     "lr": FloatDistribution(1e-5, 1.0, log=True),
@@ -552,10 +554,11 @@ def test_a_database_at_another_schema_revision_gets_optunas_own_error(
     engine.dispose()
     with pytest.raises(RuntimeError, match=advice) as plain:
         RDBStorage(sqlite_url)
-    with pytest.raises(RuntimeError) as limen:
+    with pytest.raises(StorageSchemaError) as limen:
         LimenStorage(sqlite_url)
-    assert str(limen.value) == str(plain.value)
-    with pytest.raises(RuntimeError, match=advice):
+    assert isinstance(limen.value, RuntimeError | LimenError)
+    assert str(limen.value) == f"{sqlite_url}: {plain.value}"
+    with pytest.raises(StorageSchemaError, match=advice):
         open_storage(sqlite_url)
 
 

@@ -30,7 +30,11 @@ from limen.adapters.storage.engine import (
     SQLITE_SYNC_MODES,
     sqlite_synchronous_mode,
 )
-from limen.adapters.storage.errors import StorageUnavailableError, TargetReached
+from limen.adapters.storage.errors import (
+    StorageSchemaError,
+    StorageUnavailableError,
+    TargetReached,
+)
 from limen.adapters.storage.limen_storage import (
     SEQUENCE_ATTR_PREFIX,
     LimenStorage,
@@ -66,6 +70,7 @@ __all__ = [
     "SUPPORTED_BACKENDS",
     "LimenStorage",
     "RoundSpec",
+    "StorageSchemaError",
     "StorageUnavailableError",
     "StudyProbe",
     "TargetReached",

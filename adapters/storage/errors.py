@@ -19,6 +19,7 @@ from limen.adapters.storage.urls import redact_url, scrub_secrets, sqlite_path
 from limen.errors import LimenError
 
 __all__ = [
+    "StorageSchemaError",
     "StorageUnavailableError",
     "TargetReached",
     "describe_failure",
@@ -77,6 +78,14 @@ _LOST_CONNECTION = (
 
 class StorageUnavailableError(LimenError, StorageInternalError, OSError):
     """The storage cannot be opened or used: unreachable, refused, corrupt, full or read-only."""
+
+
+class StorageSchemaError(LimenError, RuntimeError):
+    """The database's Optuna schema is at another revision than the installed Optuna uses.
+
+    The message is Optuna's own, which names the fix (``optuna storage upgrade``, or a newer
+    Optuna), after the redacted URL; ``except RuntimeError`` still catches it, as with Optuna.
+    """
 
 
 class TargetReached(LimenError):

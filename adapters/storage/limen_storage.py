@@ -71,7 +71,7 @@ from limen.adapters.storage.engine import (
     sqlite_synchronous_mode,
     tune_sqlite_connection,
 )
-from limen.adapters.storage.errors import TargetReached
+from limen.adapters.storage.errors import StorageSchemaError, TargetReached
 from limen.adapters.storage.frozen_trials import read_trials
 from limen.adapters.storage.optuna_internals import (
     MAX_INDEXED_STRING_LENGTH,
@@ -181,7 +181,10 @@ class LimenStorage(RDBStorage):
                 **kwargs,
             )
             if check_schema:
-                check_schema_version(self)
+                try:
+                    check_schema_version(self)
+                except RuntimeError as exc:
+                    raise StorageSchemaError(f"{redact_url(url)}: {exc}") from exc
         except BaseException:
             # A storage that failed to open keeps no connection (nor a file handle) open.
             engine = getattr(self, "engine", None)
