@@ -26,6 +26,30 @@ def test_the_ports_import_neither_optuna_nor_the_adapters():
     assert done.stdout.strip() == "[]"
 
 
+HEAVY = ("skops", "sklearn", "scipy.stats", "torch")
+
+
+def test_limen_status_imports_neither_scikit_learn_nor_skops(tmp_path):
+    # A reader of results needs none of them: skops alone lists every scikit-learn estimator
+    # (and imports torch where it is installed) when imported, seconds on every command.
+    import toy_sfd
+    from limen.experiment import UniversalExperimentLoop
+
+    directory = tmp_path / "exp"
+    UniversalExperimentLoop(
+        sfd=toy_sfd, data=toy_sfd.toy_data(), experiment_dir=directory, objective="score"
+    ).run("toy", n_permutations=2, progress_bar=False)
+    code = (
+        "import sys\n"
+        "from limen.cli import main\n"
+        f"assert main(['status', {str(directory)!r}]) == 0\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "toy" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_a_plain_python_strategy_runs_through_the_msq_without_a_study():
     from limen.experiment import MSQ, ParamDomain
     from limen.experiment.random_strategy import RandomStrategy
