@@ -9,10 +9,13 @@ space, rebuilt from the study's ``limen:*`` attributes so the study explains its
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,11 +167,22 @@ def save_study_note(study: optuna.Study, mutations: Sequence[str | Mapping[str, 
     Each call stores a new version of the note (the dashboard keeps the latest); call it when
     the study is created and again after each domain mutation. Returns the markdown written.
     """
-    from optuna_dashboard import save_note  # deferred: the dashboard's web stack is heavy
-
     body = study_note(study, mutations)
-    save_note(study, body)
+    _dashboard().save_note(study, body)
     return body
+
+
+def _dashboard() -> Any:
+    """``optuna_dashboard``, imported on first use (its web stack takes seconds to import) and on
+    a thread of its own: the dashboard's probes for optional packages keep the traceback of each
+    failed import for the life of the process, and with it every frame of the importing stack.
+    Imported from a run, those frames would keep the run, its storage and its data alive; a
+    short-lived thread's stack holds nothing of the caller."""
+    module = sys.modules.get("optuna_dashboard")
+    if module is None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            module = pool.submit(importlib.import_module, "optuna_dashboard").result()
+    return module
 
 
 def _acceptance(summary: Mapping[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 import toy_sfd
+from children import run_script
 from limen.adapters import leases
 from limen.adapters.distributions import DomainCodec
 from limen.adapters.storage import open_storage
@@ -347,3 +348,37 @@ def test_a_lost_attempt_without_its_retry_is_requeued_but_a_rejected_proposal_is
     waiting = storage.get_all_trials(study._study_id, states=(TrialState.WAITING,))
     assert [t.params for t in waiting] == [{"x": 1}]
     assert waiting[0].system_attrs[leases.RETRY_OF] == 0
+
+
+def test_a_finished_run_holds_no_connection_while_its_loop_is_kept(tmp_path):
+    loop = make_loop(tmp_path)
+    loop.run("toy", n_permutations=3, progress_bar=False)
+
+    # The study's write-ahead log is folded back into study.db once its last connection closes.
+    assert not (tmp_path / "exp" / "study.db-wal").exists()
+    assert len(loop.study.get_trials()) == 3  # and the study reconnects on its next query
+
+
+def test_a_run_is_not_kept_alive_by_the_dashboard_import_it_triggers(tmp_path):
+    # The dashboard is imported on the run's first study note; its probes for optional packages
+    # keep failed-import tracebacks for the life of the process. In a child that has not
+    # imported it yet, nothing of the finished run may stay reachable through them.
+    script = f"""
+import gc, sys
+for name in [m for m in sys.modules if m.split(".")[0] == "optuna_dashboard"]:
+    del sys.modules[name]
+import toy_sfd
+from children import run_script
+from limen.experiment import UniversalExperimentLoop
+loop = UniversalExperimentLoop(sfd=toy_sfd, data=toy_sfd.toy_data(),
+                               experiment_dir={str(tmp_path / "exp")!r}, objective="score")
+loop.run("toy", n_permutations=2, progress_bar=False)
+assert "optuna_dashboard" in sys.modules
+del loop
+gc.collect()
+left = [type(o).__name__ for o in gc.get_objects() if type(o).__name__ == "RoundRunner"]
+print("left:", left)
+"""
+    child = run_script(script)
+    assert child.returncode == 0, child.stderr
+    assert "left: []" in child.stdout

@@ -38,6 +38,7 @@ from limen.adapters.storage import (
     sqlite_path,
     validate_storage_url,
 )
+from limen.adapters.storage.optuna_internals import METADATA, head_revision
 from limen.errors import LimenError
 
 DISTRIBUTIONS = {
@@ -560,6 +561,82 @@ def test_a_database_at_another_schema_revision_gets_optunas_own_error(
     assert str(limen.value) == f"{sqlite_url}: {plain.value}"
     with pytest.raises(StorageSchemaError, match=advice):
         open_storage(sqlite_url)
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """Tables, columns, indexes and Optuna's version rows of the database at ``url``."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        inspector = sqlalchemy.inspect(engine)
+        tables = {
+            name: (
+                [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(name)],
+                sorted((i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(name)),
+            )
+            for name in inspector.get_table_names()
+        }
+        with engine.connect() as connection:
+            versions = {
+                "version_info": connection.exec_driver_sql(
+                    "SELECT version_info_id, schema_version, library_version FROM version_info"
+                ).all(),
+                "alembic_version": connection.exec_driver_sql(
+                    "SELECT version_num FROM alembic_version"
+                ).all(),
+            }
+        return {"tables": tables, **versions}
+    finally:
+        engine.dispose()
+
+
+def test_a_new_sqlite_database_is_created_as_plain_optuna_creates_it(tmp_path) -> None:
+    plain_url = f"sqlite:///{tmp_path / 'plain.db'}"
+    limen_url = f"sqlite:///{tmp_path / 'limen.db'}"
+    RDBStorage(plain_url).engine.dispose()
+    storage = LimenStorage(limen_url)
+    storage.engine.dispose()
+
+    assert _schema(limen_url) == _schema(plain_url)
+    # Plain Optuna opens it without creating or stamping anything, and finds it current.
+    RDBStorage(limen_url)._version_manager.check_table_schema_compatibility()
+    assert optuna.create_study(storage=limen_url, study_name="s").study_name == "s"
+
+
+def test_a_partly_created_sqlite_database_is_completed_on_open(tmp_path) -> None:
+    # A process killed while creating the tables leaves some of them behind.
+    path = tmp_path / "study.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY, study_name TEXT)")
+    RDBStorage(f"sqlite:///{tmp_path / 'plain.db'}").engine.dispose()
+
+    LimenStorage(f"sqlite:///{path}").engine.dispose()
+
+    completed = _schema(f"sqlite:///{path}")
+    assert set(completed["tables"]) == set(_schema(f"sqlite:///{tmp_path / 'plain.db'}")["tables"])
+    assert completed["alembic_version"] == [(head_revision(),)]
+
+
+def test_a_database_whose_tables_were_dropped_since_the_last_open_is_created_again(
+    storage_url: str,
+) -> None:
+    # Reopening a database this process found complete skips the check of each table; when
+    # the tables went away in between, the open still creates them.
+    first = LimenStorage(storage_url)
+    first.create_new_study([StudyDirection.MINIMIZE], "gone")
+    first.engine.dispose()
+    engine = sqlalchemy.create_engine(storage_url)
+    with engine.begin() as connection:
+        METADATA.drop_all(connection)
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+    engine.dispose()
+
+    again = LimenStorage(storage_url)
+    try:
+        assert again.get_all_studies() == []
+        assert again.create_new_study([StudyDirection.MINIMIZE], "back") >= 1
+        assert RDBStorage(storage_url).get_study_id_from_name("back") >= 1
+    finally:
+        again.engine.dispose()
 
 
 def test_limen_reads_what_plain_optuna_reads(storage_url: str, storage: LimenStorage) -> None:

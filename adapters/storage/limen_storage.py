@@ -60,9 +60,9 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import and_, event, or_
+from sqlalchemy import and_, create_engine, event, inspect, or_
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
 from limen.adapters.storage.engine import (
@@ -77,7 +77,9 @@ from limen.adapters.storage.optuna_internals import (
     MAX_INDEXED_STRING_LENGTH,
     NOT_FOUND_MSG,
     TRIALS,
+    VERSION_INFO,
     check_schema_version,
+    create_schema,
     unwrap_storage,
 )
 from limen.adapters.storage.retries import (
@@ -132,6 +134,10 @@ RoundSpec = (
 _T = TypeVar("_T")
 _logger = logging.getLogger("limen.adapters.storage")
 
+# URLs whose database this process has opened and found complete (Optuna's tables at the newest
+# revision): opening one again skips RDBStorage's check of each table, a query per table.
+_complete_schemas: set[str] = set()
+
 
 def limen_storage_of(storage: BaseStorage) -> LimenStorage | None:
     """The ``LimenStorage`` behind ``storage`` (a study's, maybe cached), or None for another."""
@@ -173,18 +179,34 @@ class LimenStorage(RDBStorage):
         self._read_only = read_only
         self._sqlite_synchronous = sqlite_synchronous_mode(sqlite_synchronous)
         check_schema = not kwargs.pop("skip_compatibility_check", False)
+        options = engine_options(url, engine_kwargs)
+        skip_tables = kwargs.pop("skip_table_creation", False)
+        known = not skip_tables and (url in _complete_schemas or self._create_sqlite(url, options))
         try:
-            super().__init__(
-                url,
-                engine_kwargs=engine_options(url, engine_kwargs),
-                skip_compatibility_check=True,
-                **kwargs,
-            )
+            try:
+                super().__init__(
+                    url,
+                    engine_kwargs=options,
+                    skip_table_creation=skip_tables or known,
+                    skip_compatibility_check=True,
+                    **kwargs,
+                )
+            except (SQLAlchemyError, StorageInternalError):
+                if not known or self._has_schema():
+                    raise
+                # The tables went away since this process last opened the database.
+                _complete_schemas.discard(url)
+                self.engine.dispose()
+                super().__init__(
+                    url, engine_kwargs=options, skip_compatibility_check=True, **kwargs
+                )
             if check_schema:
                 try:
                     check_schema_version(self)
                 except RuntimeError as exc:
                     raise StorageSchemaError(f"{redact_url(url)}: {exc}") from exc
+                if not skip_tables:
+                    _complete_schemas.add(url)
         except BaseException:
             # A storage that failed to open keeps no connection (nor a file handle) open.
             engine = getattr(self, "engine", None)
@@ -198,6 +220,35 @@ class LimenStorage(RDBStorage):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.url)!r})"
+
+    def _create_sqlite(self, url: str, options: dict[str, Any]) -> bool:
+        """Create Optuna's schema in a new (absent or empty) SQLite file; True when created.
+
+        RDBStorage's own creation parses Optuna's migration scripts twice and commits each table
+        through an untuned connection; this one is a few milliseconds. Anything in the way (a
+        concurrent creator, an unwritable folder) leaves the creation to RDBStorage, which
+        completes a partly created file and reports what is wrong.
+        """
+        path = sqlite_path(url)
+        if self._read_only or path is None or (path.exists() and path.stat().st_size > 0):
+            return False
+        engine = create_engine(url, **options)
+        event.listen(engine, "connect", self._tune_sqlite_connection)
+        try:
+            with engine.begin() as connection:
+                create_schema(connection)
+        except SQLAlchemyError:
+            return False
+        finally:
+            engine.dispose()
+        return True
+
+    def _has_schema(self) -> bool:
+        """Whether the database holds Optuna's tables (True also when it cannot be asked)."""
+        try:
+            return inspect(self.engine).has_table(VERSION_INFO.name)
+        except SQLAlchemyError:
+            return True
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
@@ -480,8 +531,17 @@ class LimenStorage(RDBStorage):
         self._distributions.pop((study_id, name), None)
 
     def get_sequence(self, study_id: int, key: str) -> int:
-        """How many positions of the counter ``key`` have been handed out so far."""
-        return int(self.get_study_system_attrs(study_id).get(_sequence_attr(key), 0))
+        """How many positions of the counter ``key`` have been handed out so far.
+
+        One indexed read of the counter's row: workers call this before every claim, so it
+        does not load the study's other system attributes (the dashboard's notes among them).
+        """
+        where = {"sid": study_id, "attr": _sequence_attr(key)}
+        stored = self._read(
+            lambda conn: conn.execute(self._sql.read_sequence, where).scalar_one_or_none(),
+            f"reading the counter {key!r} of study {study_id}",
+        )
+        return 0 if stored is None else int(json.loads(stored))
 
     # ----------------------------------------------------------------------------------------
     # Optuna's per-call write methods, as Core statements with RDBStorage's semantics.

@@ -11,11 +11,14 @@ minor versions.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
-from sqlalchemy import MetaData, Table
+from optuna.storages._rdb.storage import _VersionManager
+from sqlalchemy import Connection, MetaData, Table
 
 __all__ = [
     "MAX_INDEXED_STRING_LENGTH",
@@ -31,7 +34,10 @@ __all__ = [
     "TRIAL_SYSTEM_ATTRS",
     "TRIAL_USER_ATTRS",
     "TRIAL_VALUES",
+    "VERSION_INFO",
     "check_schema_version",
+    "create_schema",
+    "head_revision",
     "intermediate_from_stored",
     "intermediate_to_stored",
     "unwrap_storage",
@@ -50,6 +56,7 @@ TRIAL_INTERMEDIATE: Table = models.TrialIntermediateValueModel.__table__
 TRIAL_USER_ATTRS: Table = models.TrialUserAttributeModel.__table__
 TRIAL_SYSTEM_ATTRS: Table = models.TrialSystemAttributeModel.__table__
 TRIAL_HEARTBEATS: Table = models.TrialHeartbeatModel.__table__
+VERSION_INFO: Table = models.VersionInfoModel.__table__
 
 # RDBStorage's message for a missing study or trial, and its longest indexed string column.
 NOT_FOUND_MSG: str = models.NOT_FOUND_MSG
@@ -71,20 +78,51 @@ def unwrap_storage(storage: BaseStorage) -> Any:
     return getattr(storage, "_backend", storage)
 
 
-# Optuna's newest schema revision, read from its migration scripts the first time it is needed.
-_head_revision: str | None = None
+@functools.cache
+def _migration_scripts() -> Any:
+    """Optuna's alembic migration scripts, parsed once a process.
+
+    ``RDBStorage`` parses every script again on each open to learn the newest revision, and twice
+    more when it creates a database; that parsing is most of the cost of opening a storage. The
+    scripts belong to the installed Optuna, so one parse serves every database.
+    """
+    manager = object.__new__(_VersionManager)
+    manager.url = ""  # the scripts' location does not depend on the database
+    return manager._create_alembic_script()
+
+
+def head_revision() -> str:
+    """The newest revision of Optuna's schema (the one a new database is created at)."""
+    head = _migration_scripts().get_current_head()
+    assert head is not None, "Optuna's migration scripts have one head"
+    return head
+
+
+def create_schema(connection: Connection) -> None:
+    """Create Optuna's tables, its version row and alembic's revision in an empty database.
+
+    What ``RDBStorage`` does on the first open of a new database, with the migration scripts
+    parsed once a process instead of twice an open. Optuna's own open of the database then finds
+    it complete and creates nothing.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    METADATA.create_all(connection)
+    connection.execute(
+        VERSION_INFO.insert().values(
+            version_info_id=1,
+            schema_version=models.SCHEMA_VERSION,
+            library_version=optuna.__version__,
+        )
+    )
+    MigrationContext.configure(connection).stamp(_migration_scripts(), head_revision())
 
 
 def check_schema_version(storage: RDBStorage) -> None:
-    """Optuna's schema compatibility check, reading Optuna's migration scripts once a process.
+    """Optuna's schema compatibility check, with the newest revision known once a process.
 
-    ``RDBStorage`` re-reads every migration script on each open to learn the newest revision, which
-    is most of the cost of opening a storage. That revision belongs to the installed Optuna, so it
-    is kept; a database at any other revision gets Optuna's own check and its own error.
+    A database at any other revision gets Optuna's own check and its own error.
     """
-    global _head_revision
     manager = storage._version_manager
-    if _head_revision is None:
-        _head_revision = manager.get_head_version()
-    if manager.get_current_version() != _head_revision:
+    if manager.get_current_version() != head_revision():
         manager.check_table_schema_compatibility()

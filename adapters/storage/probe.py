@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from limen.adapters.storage.errors import storage_error
+from limen.adapters.storage.limen_storage import LimenStorage
 from limen.adapters.storage.opening import open_storage
 from limen.adapters.storage.sqlite_files import read_only_connection
 from limen.adapters.storage.urls import sqlite_path
@@ -29,8 +30,11 @@ class StudyProbe:
     n_trials: int = 0
 
 
-def probe_study(url: str, study_name: str) -> StudyProbe:
+def probe_study(url: str, study_name: str, storage: LimenStorage | None = None) -> StudyProbe:
     """Look study ``study_name`` up in ``url`` without writing anything.
+
+    An SQLite file is read directly. A server is read through ``storage`` when given (a storage
+    the caller opened on ``url`` and keeps), else through one opened for this look-up.
 
     Raises ``StorageUnavailableError`` when the database cannot be read (corrupt, unreachable).
     """
@@ -42,15 +46,16 @@ def probe_study(url: str, study_name: str) -> StudyProbe:
             return _probe_sqlite_file(path, study_name)
         except sqlite3.DatabaseError as exc:
             raise storage_error(f"reading study {study_name!r}", exc, url) from None
-    storage = open_storage(url)
+    reader = storage if storage is not None else open_storage(url)
     try:
-        study_id = storage.get_study_id_from_name(study_name)
-        attrs = storage.get_study_user_attrs(study_id)
-        n_trials = storage.get_n_trials(study_id)
+        study_id = reader.get_study_id_from_name(study_name)
+        attrs = reader.get_study_user_attrs(study_id)
+        n_trials = reader.get_n_trials(study_id)
     except KeyError:
         return StudyProbe(False)
     finally:
-        storage.engine.dispose()
+        if storage is None:
+            reader.engine.dispose()
     return StudyProbe(True, attrs, n_trials)
 
 

@@ -30,7 +30,13 @@ from limen.adapters.distributions import DomainCodec
 from limen.adapters.pruners import RoundReporter, make_pruner
 from limen.adapters.rounds import ClaimedRound
 from limen.adapters.search import StudySearch
-from limen.adapters.storage import LimenStorage, TargetReached, open_storage, redact_url
+from limen.adapters.storage import (
+    LimenStorage,
+    TargetReached,
+    open_storage,
+    redact_url,
+    sqlite_path,
+)
 from limen.experiment import study_keys as keys
 from limen.experiment.errors import ResumeError
 from limen.experiment.feedback_controller import FeedbackController
@@ -129,6 +135,7 @@ class RoundRunner:
         try:
             self._open()
         except BaseException:
+            self.release_connections()
             # A failed start leaves nothing behind, also when it attached from a new directory.
             if created_dir and self.plan.experiment_dir.exists():
                 shutil.rmtree(self.plan.experiment_dir, ignore_errors=True)
@@ -137,24 +144,41 @@ class RoundRunner:
             if rounds:
                 self._loop()
         finally:
-            if self.csv is not None:
-                self.csv.close()
-            self.publish()
-            write_convergence_report(self.plan.experiment_dir, self.loop.experiment_log, self.keys)
+            try:
+                if self.csv is not None:
+                    self.csv.close()
+                self.publish()
+                write_convergence_report(
+                    self.plan.experiment_dir, self.loop.experiment_log, self.keys
+                )
+            finally:
+                self.release_connections()
+
+    def release_connections(self) -> None:
+        """Close the storage's pooled connections: a finished run holds no server connection
+        and no SQLite file open (the study's WAL is folded back into ``study.db``), also while
+        the caller keeps ``loop.study``, which reconnects on its next query."""
+        if self.storage is not None:
+            self.storage.engine.dispose()
 
     def _open(self) -> None:
         plan = self.plan
         directory = plan.experiment_dir
         start = None
+        # A server is opened once, for the checks and the run; an SQLite file is checked by
+        # reading it and opened only once the checks pass (a refused run creates no file).
+        if sqlite_path(plan.storage_url) is None:
+            self.storage = open_storage(plan.storage_url)
         if plan.resume == "auto":
-            plan.resume = existing_study(plan) == "present"
+            plan.resume = existing_study(plan, self.storage) == "present"
             logger.info("resume='auto': %s.", "continuing the study" if plan.resume else "new")
         if plan.resume:
-            check_resumable(plan)
+            check_resumable(plan, self.storage)
         else:
-            start = guard_fresh(self.loop, plan)
+            start = guard_fresh(self.loop, plan, self.storage)
         directory.mkdir(parents=True, exist_ok=True)
-        self.storage = open_storage(plan.storage_url)
+        if self.storage is None:
+            self.storage = open_storage(plan.storage_url)
         if plan.resume or start == TAKE_OVER:
             self.study_id = self.storage.get_study_id_from_name(plan.experiment_name)
             attrs = self.storage.get_study_user_attrs(self.study_id)

@@ -74,10 +74,11 @@ NEW, RECREATE, TAKE_OVER = "new", "recreate", "take over"
 logger = logging.getLogger(__name__)
 
 
-def existing_study(plan: RunPlan) -> str:
+def existing_study(plan: RunPlan, storage: LimenStorage | None = None) -> str:
     """``absent``, ``present``, or ``unfinished``: a creation that crashed before Limen wrote
-    its attributes, holding no trial (safe to create again). Reads only."""
-    return _study_state(probe_study(plan.storage_url, plan.experiment_name))
+    its attributes, holding no trial (safe to create again). Reads only, through ``storage``
+    when given (see ``probe_study``)."""
+    return _study_state(probe_study(plan.storage_url, plan.experiment_name, storage))
 
 
 def _study_state(probe: StudyProbe) -> str:
@@ -88,9 +89,9 @@ def _study_state(probe: StudyProbe) -> str:
     return "present"
 
 
-def guard_fresh(loop: Any, plan: RunPlan) -> str:
+def guard_fresh(loop: Any, plan: RunPlan, storage: LimenStorage | None = None) -> str:
     """Refuse a fresh run where rounds exist; say how it starts (``NEW``, ``RECREATE``,
-    ``TAKE_OVER``). Reads only.
+    ``TAKE_OVER``). Reads only, through ``storage`` when given (see ``probe_study``).
 
     Raises:
         ExperimentExistsError: the directory or the study already holds rounds, or the study
@@ -98,7 +99,7 @@ def guard_fresh(loop: Any, plan: RunPlan) -> str:
     """
     directory = plan.experiment_dir
     used = [name for name in ROUND_FILES if _holds_rows(directory / name)]
-    probe = probe_study(plan.storage_url, plan.experiment_name)
+    probe = probe_study(plan.storage_url, plan.experiment_name, storage)
     state = _study_state(probe)
     where = f"study {plan.experiment_name!r} in {redact_url(plan.storage_url)}"
     if state == "present" and probe.n_trials:
@@ -150,9 +151,9 @@ def _identity(loop: Any, plan: RunPlan, attrs: Mapping[str, Any]) -> dict[str, t
     }
 
 
-def check_resumable(plan: RunPlan) -> None:
-    """Refuse to resume a study that does not exist."""
-    state = existing_study(plan)
+def check_resumable(plan: RunPlan, storage: LimenStorage | None = None) -> None:
+    """Refuse to resume a study that does not exist (read through ``storage`` when given)."""
+    state = existing_study(plan, storage)
     if state == "unfinished":
         raise NothingToResumeError(
             f"Cannot resume experiment {plan.experiment_name!r}: its study in "

@@ -36,7 +36,7 @@ def run_workers(loop: Any, runner: Any, plan: RunPlan) -> None:
         shared=True,
         progress_bar=False,
     )
-    runner.storage.engine.dispose()
+    runner.release_connections()
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(target=_work, args=(loop, worker_plan), name=f"limen-worker-{index}")
@@ -54,8 +54,11 @@ def run_workers(loop: Any, runner: Any, plan: RunPlan) -> None:
         interrupted = True
         for process in processes:
             process.join()
-    runner.publish()
-    write_convergence_report(plan.experiment_dir, loop.experiment_log, list(plan.params))
+    try:
+        runner.publish()
+        write_convergence_report(plan.experiment_dir, loop.experiment_log, list(plan.params))
+    finally:
+        runner.release_connections()
     loop.interrupted = loop.interrupted or interrupted
     failed = [p.exitcode for p in processes if p.exitcode]
     if failed:
