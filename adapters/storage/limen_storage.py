@@ -181,7 +181,7 @@ class LimenStorage(RDBStorage):
         check_schema = not kwargs.pop("skip_compatibility_check", False)
         options = engine_options(url, engine_kwargs)
         skip_tables = kwargs.pop("skip_table_creation", False)
-        known = not skip_tables and (url in _complete_schemas or self._create_sqlite(url, options))
+        known = not skip_tables and (self._create_sqlite(url, options) or url in _complete_schemas)
         try:
             try:
                 super().__init__(
@@ -536,12 +536,11 @@ class LimenStorage(RDBStorage):
         One indexed read of the counter's row: workers call this before every claim, so it
         does not load the study's other system attributes (the dashboard's notes among them).
         """
-        where = {"sid": study_id, "attr": _sequence_attr(key)}
-        stored = self._read(
-            lambda conn: conn.execute(self._sql.read_sequence, where).scalar_one_or_none(),
+        attr = _sequence_attr(key)
+        return self._read(
+            lambda conn: self._read_sequence(conn, study_id, attr)[0],
             f"reading the counter {key!r} of study {study_id}",
         )
-        return 0 if stored is None else int(json.loads(stored))
 
     # ----------------------------------------------------------------------------------------
     # Optuna's per-call write methods, as Core statements with RDBStorage's semantics.
@@ -972,7 +971,8 @@ class LimenStorage(RDBStorage):
         return all(stored.get(r["key"]) == r["value_json"] for r in system_rows)
 
     def _read_sequence(self, conn: Connection, study_id: int, attr: str) -> tuple[int, bool]:
-        """The counter's next position and whether its row exists (study row locked)."""
+        """The counter's next position and whether its row exists (a claim holds the study-row
+        lock around it; a plain read does not need it)."""
         where = {"sid": study_id, "attr": attr}
         stored = conn.execute(self._sql.read_sequence, where).scalar_one_or_none()
         return (0, False) if stored is None else (int(json.loads(stored)), True)
